@@ -1,0 +1,1 @@
+"""fabqual.tools."""

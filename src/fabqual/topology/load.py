@@ -1,0 +1,250 @@
+"""Load a topology YAML file into validated, frozen records.
+
+Every problem is reported as one line: ``FILE: key.path: what is wrong (got VALUE)``.
+Cross-references (a link naming a node, a namespace naming a scratch device)
+are checked here too, so a bad file fails before any node is touched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from fabqual.errors import TopologyError
+from fabqual.topology.model import (
+    LINK_PARAMS,
+    Endpoint,
+    LINK_ROLES,
+    LINK_TYPES,
+    EsxiHost,
+    FcNvmeParams,
+    IpofcParams,
+    Link,
+    Node,
+    NvmetRdmaParams,
+    PvrdmaParams,
+    Topology,
+    VCenter,
+    check_name,
+)
+from fabqual.topology.records import build, convert
+
+TOP_LEVEL_KEYS = ("name", "profile", "emulated", "nodes", "vcenters", "esxi_hosts", "links")
+
+# The role a node must declare to serve as each link endpoint.
+ENDPOINT_NODE_ROLE: dict[tuple[str, str], str] = {
+    ("fc_nvme", "target"): "nvme_target",
+    ("fc_nvme", "host"): "nvme_host",
+    ("nvmet_rdma", "target"): "nvme_target",
+    ("nvmet_rdma", "host"): "nvme_host",
+    ("pvrdma", "server"): "vm",
+    ("pvrdma", "client"): "vm",
+    ("ipofc", "target"): "ipofc_end",
+    ("ipofc", "initiator"): "ipofc_end",
+}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate ``path``; raise TopologyError naming the first problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TopologyError(source, "", "no such file; pass --topology with the path of your rack's file") from None
+    except OSError as error:
+        raise TopologyError(source, "", f"cannot read the file: {error.strerror}") from None
+    return parse_topology(text, source)
+
+
+def parse_topology(text: str, source: str) -> Topology:
+    """Validate topology YAML ``text``; ``source`` names it in errors."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(error, "problem", None) or str(error)
+        raise TopologyError(source, "", f"not valid YAML at {where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise TopologyError(source, "", "expected a mapping with 'name', 'nodes' and 'links' at the top")
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise TopologyError(source, str(key), f"unknown key (known keys: {', '.join(TOP_LEVEL_KEYS)})")
+    for key in ("name", "nodes", "links"):
+        if key not in data:
+            raise TopologyError(source, key, "required key is missing")
+
+    name = convert(str, data["name"], source, "name")
+    profile = convert(str, data.get("profile", "default"), source, "profile")
+    emulated = convert(bool, data.get("emulated", False), source, "emulated")
+    nodes = convert(tuple[Node, ...], data["nodes"], source, "nodes")
+    vcenters = convert(tuple[VCenter, ...], data.get("vcenters", []), source, "vcenters")
+    esxi_hosts = convert(tuple[EsxiHost, ...], data.get("esxi_hosts", []), source, "esxi_hosts")
+    raw_links = data["links"]
+    if not isinstance(raw_links, list):
+        raise TopologyError(source, "links", "expected a list of links")
+    links = tuple(_build_link(raw, source, f"links[{i}]") for i, raw in enumerate(raw_links))
+
+    topology = Topology(
+        name=name,
+        source=source,
+        profile=profile,
+        nodes=nodes,
+        vcenters=vcenters,
+        esxi_hosts=esxi_hosts,
+        links=links,
+        emulated=emulated,
+    )
+    _check_references(topology)
+    return topology
+
+
+def _build_link(raw: Any, source: str, path: str) -> Link:
+    if not isinstance(raw, dict):
+        raise TopologyError(source, path, "expected a mapping with 'name', 'type' and the endpoints")
+    if "type" not in raw:
+        raise TopologyError(source, f"{path}.type", f"required key is missing (one of {', '.join(LINK_TYPES)})")
+    link_type = raw["type"]
+    if link_type not in LINK_TYPES:
+        raise TopologyError(source, f"{path}.type", f"{link_type!r} is not one of {', '.join(LINK_TYPES)}")
+    if "name" not in raw:
+        raise TopologyError(source, f"{path}.name", "required key is missing")
+    name = convert(str, raw["name"], source, f"{path}.name")
+    problem = check_name(name)
+    if problem:
+        raise TopologyError(source, f"{path}.name", f"{problem} (got {name!r})")
+    path = f"links.{name}"
+    emulated = convert(bool, raw.get("emulated", False), source, f"{path}.emulated")
+
+    roles = LINK_ROLES[link_type]
+    endpoints = {}
+    for role in roles:
+        if role not in raw:
+            raise TopologyError(source, f"{path}.{role}", f"required key is missing ({link_type} links have {' and '.join(roles)})")
+        endpoints[role] = build(Endpoint, raw[role], source, f"{path}.{role}")
+    params_data = {k: v for k, v in raw.items() if k not in ("name", "type", "emulated", *roles)}
+    params = build(LINK_PARAMS[link_type], params_data, source, path)
+    return Link(name=name, type=link_type, endpoints=endpoints, params=params, emulated=emulated)
+
+
+def _check_references(topology: Topology) -> None:
+    source = topology.source
+    _no_duplicates(source, "nodes", (n.name for n in topology.nodes))
+    _no_duplicates(source, "vcenters", (v.name for v in topology.vcenters))
+    _no_duplicates(source, "esxi_hosts", (e.name for e in topology.esxi_hosts))
+    _no_duplicates(source, "links", (link.name for link in topology.links))
+
+    node_names = {n.name for n in topology.nodes}
+    vcenter_names = {v.name for v in topology.vcenters}
+    esxi_names = {e.name for e in topology.esxi_hosts}
+
+    for node in topology.nodes:
+        base = f"nodes.{node.name}"
+        _check_credentials(source, base, node)
+        _no_duplicates(source, f"{base}.hbas", (h.name for h in node.hbas))
+        _no_duplicates(source, f"{base}.rnics", (r.name for r in node.rnics))
+        _no_duplicates(source, f"{base}.scratch_devices", (s.name for s in node.scratch_devices))
+        _no_duplicates(source, f"{base}.scratch_devices", (s.path for s in node.scratch_devices), what="path")
+        for i, hba in enumerate(node.hbas):
+            if hba.emulation == "fcoe" and not hba.netdev:
+                raise TopologyError(source, f"{base}.hbas[{i}].netdev", "an FCoE-emulated HBA needs the netdev that carries it")
+        if node.vm is not None:
+            if node.vm.vcenter not in vcenter_names:
+                raise TopologyError(source, f"{base}.vm.vcenter", f"no vCenter named {node.vm.vcenter!r} under 'vcenters'")
+            if node.vm.esxi_host not in esxi_names:
+                raise TopologyError(source, f"{base}.vm.esxi_host", f"no ESXi host named {node.vm.esxi_host!r} under 'esxi_hosts'")
+        if "nvme_target" in node.roles and node.nvme_target is None:
+            raise TopologyError(source, f"{base}.nvme_target", "a node with role nvme_target must say which backend it runs (kernel or spdk)")
+
+    for i, esxi in enumerate(topology.esxi_hosts):
+        if esxi.vcenter not in vcenter_names:
+            raise TopologyError(source, f"esxi_hosts[{i}].vcenter", f"no vCenter named {esxi.vcenter!r} under 'vcenters'")
+
+    for link in topology.links:
+        _check_link(topology, link, node_names, vcenter_names)
+
+
+def _check_link(topology: Topology, link: Link, node_names: set[str], vcenter_names: set[str]) -> None:
+    source = topology.source
+    base = f"links.{link.name}"
+    for role, end in link.endpoints.items():
+        if end.node not in node_names:
+            raise TopologyError(source, f"{base}.{role}.node", f"no node named {end.node!r} under 'nodes'")
+        node = topology.node(end.node)
+        needed_role = ENDPOINT_NODE_ROLE[(link.type, role)]
+        if needed_role not in node.roles:
+            raise TopologyError(
+                source, f"{base}.{role}.node", f"node {node.name!r} is used as {link.type} {role} but does not list role {needed_role!r}"
+            )
+        devices, kind = _endpoint_devices(link.type, node)
+        if kind and end.device is None:
+            raise TopologyError(source, f"{base}.{role}.device", f"required: the {kind} of node {node.name!r} this link uses")
+        if end.device is not None and end.device not in devices:
+            known = ", ".join(sorted(devices)) or "none"
+            raise TopologyError(source, f"{base}.{role}.device", f"node {node.name!r} has no {kind or 'device'} named {end.device!r} (it has: {known})")
+
+    params = link.params
+    if isinstance(params, (FcNvmeParams, NvmetRdmaParams)):
+        target = topology.node(link.end("target").node)
+        scratch = {s.name for s in target.scratch_devices}
+        if not params.namespaces:
+            raise TopologyError(source, f"{base}.namespaces", "list at least one scratch device of the target to export")
+        for i, ns in enumerate(params.namespaces):
+            if ns not in scratch:
+                raise TopologyError(
+                    source, f"{base}.namespaces[{i}]", f"node {target.name!r} has no scratch device named {ns!r}; only scratch devices are ever exported"
+                )
+    if isinstance(params, PvrdmaParams) and params.vcenter not in vcenter_names:
+        raise TopologyError(source, f"{base}.vcenter", f"no vCenter named {params.vcenter!r} under 'vcenters'")
+    if isinstance(params, IpofcParams):
+        for i, mtu in enumerate(params.mtus):
+            if not 576 <= mtu <= 65535:
+                raise TopologyError(source, f"{base}.mtus[{i}]", f"an MTU is between 576 and 65535 (got {mtu})")
+
+
+def _endpoint_devices(link_type: str, node: Node) -> tuple[set[str], str]:
+    if link_type in ("fc_nvme", "ipofc"):
+        return {h.name for h in node.hbas}, "HBA"
+    if link_type in ("nvmet_rdma", "pvrdma"):
+        return {r.name for r in node.rnics}, "RNIC"
+    return set(), ""
+
+
+def _check_credentials(source: str, base: str, node: Node) -> None:
+    creds = node.credentials
+    ways = [w for w, on in (("key_file", creds.key_file), ("agent", creds.agent), ("password_env", creds.password_env)) if on]
+    if len(ways) != 1:
+        raise TopologyError(
+            source,
+            f"{base}.credentials",
+            f"give exactly one of key_file, agent: true, password_env (got {', '.join(ways) or 'none'})",
+        )
+
+
+def _no_duplicates(source: str, path: str, names: Iterable[str], what: str = "name") -> None:
+    counts = Counter(names)
+    for name, count in counts.items():
+        if count > 1:
+            raise TopologyError(source, path, f"{what} {name!r} is used {count} times; {what}s must be unique")

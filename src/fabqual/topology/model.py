@@ -1,0 +1,289 @@
+"""What a rack is made of: frozen records loaded from a topology file.
+
+These records hold facts only. Drivers read them; nothing here touches a node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from fabqual.topology.records import field
+
+LinkType = Literal["fc_nvme", "nvmet_rdma", "pvrdma", "ipofc"]
+LINK_TYPES: tuple[str, ...] = ("fc_nvme", "nvmet_rdma", "pvrdma", "ipofc")
+
+Role = Literal["nvme_target", "nvme_host", "rdma_endpoint", "vm", "ipofc_end"]
+
+DISCOVER = "discover"
+
+_WWN = re.compile(r"^(0x)?[0-9a-fA-F]{16}$|^([0-9a-fA-F]{2}:){7}[0-9a-fA-F]{2}$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+_NETDEV = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+
+
+def check_name(value: str) -> str | None:
+    if not _NAME.match(value):
+        return "a name starts with a letter and holds only letters, digits, '_', '.', '-'"
+    return None
+
+
+def check_wwn(value: str) -> str | None:
+    if value == DISCOVER or _WWN.match(value):
+        return None
+    return "a WWN is 8 bytes of hex (0x2100f4e9d4543210 or 21:00:f4:e9:d4:54:32:10) or 'discover'"
+
+
+def check_port(value: int) -> str | None:
+    return None if 0 < value < 65536 else "a TCP port is between 1 and 65535"
+
+
+def check_netdev(value: str) -> str | None:
+    if value == DISCOVER or _NETDEV.match(value):
+        return None
+    return "a network interface name is 1-15 characters, or 'discover'"
+
+
+def check_cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_interface(value)
+    except ValueError:
+        return "expected an address with prefix length, like 192.168.50.1/24"
+    return None if "/" in value else "expected an address with prefix length, like 192.168.50.1/24"
+
+
+def check_device_path(value: str) -> str | None:
+    return None if value.startswith("/dev/") else "a scratch device is a path under /dev/"
+
+
+def check_positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than zero"
+
+
+def normalize_wwn(value: str) -> str:
+    """A WWN as 0x followed by 16 lower-case hex digits, the form sysfs prints."""
+    digits = value.lower().removeprefix("0x").replace(":", "")
+    return "0x" + digits
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """How fabqual authenticates to a node. Exactly one way; never a password in the file."""
+
+    key_file: str | None = field(None, doc="private key file (~ is expanded)")
+    agent: bool = field(False, doc="use keys from the running ssh-agent")
+    password_env: str | None = field(None, doc="name of an environment variable holding the password")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hba:
+    """A Fibre Channel port."""
+
+    name: str = field(check=check_name)
+    model: str = field("unknown", doc="e.g. QLE2742")
+    wwpn: str = field(DISCOVER, check=check_wwn)
+    wwnn: str = field(DISCOVER, check=check_wwn)
+    driver: str = field("qla2xxx")
+    firmware: str | None = field(None, doc="file under /lib/firmware the driver loads, e.g. ql2700_fw.bin")
+    emulation: Literal["none", "fcloop", "fcoe"] = field("none", doc="what stands in for the HBA")
+    netdev: str | None = field(None, check=check_netdev, doc="netdev carrying FCoE (emulation: fcoe)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rnic:
+    """An RDMA-capable NIC port (RoCE)."""
+
+    name: str = field(check=check_name)
+    model: str = field("unknown", doc="e.g. QL41262")
+    netdev: str = field(DISCOVER, check=check_netdev)
+    rdma_device: str = field(DISCOVER, doc="e.g. qedr0, or 'discover'")
+    driver: str = field("qedr")
+    address: str | None = field(None, check=check_cidr, doc="IPv4 address/prefix on the data link")
+    emulation: Literal["none", "rxe"] = field("none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScratchDevice:
+    """A block device whose contents fabqual may destroy. Nothing else is ever written."""
+
+    name: str = field(check=check_name)
+    path: str = field(check=check_device_path)
+    create: Literal["none", "null_blk", "loop"] = field(
+        "none", doc="create it at bring-up (emulated lab) instead of expecting it"
+    )
+    size_mb: int = field(1024, check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NvmeTarget:
+    """Which NVMe-oF target implementation a node runs."""
+
+    backend: Literal["kernel", "spdk"] = field("kernel")
+    rpc_socket: str = field("/var/tmp/spdk.sock", doc="SPDK JSON-RPC socket (backend: spdk)")
+    hugepages_gb: int = field(6, doc="minimum hugepage memory SPDK needs (backend: spdk)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VmPlacement:
+    """Where a VM node lives in vSphere."""
+
+    vcenter: str = field(check=check_name)
+    esxi_host: str = field(check=check_name)
+    vm_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """A Linux machine (server or VM) reached over SSH."""
+
+    name: str = field(check=check_name)
+    address: str
+    port: int = field(22, check=check_port)
+    user: str = field("root")
+    credentials: Credentials = field(Credentials(agent=True))
+    host_key_check: bool = field(True, doc="false only for throwaway nodes")
+    known_hosts: str | None = field(None, doc="known_hosts file (default ~/.ssh/known_hosts)")
+    roles: tuple[Role, ...] = field(())
+    hbas: tuple[Hba, ...] = field(())
+    rnics: tuple[Rnic, ...] = field(())
+    scratch_devices: tuple[ScratchDevice, ...] = field(())
+    nvme_target: NvmeTarget | None = field(None)
+    vm: VmPlacement | None = field(None)
+
+    def hba(self, name: str) -> Hba:
+        return _by_name(self.hbas, name)
+
+    def rnic(self, name: str) -> Rnic:
+        return _by_name(self.rnics, name)
+
+    def scratch(self, name: str) -> ScratchDevice:
+        return _by_name(self.scratch_devices, name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VCenter:
+    """A vCenter Server (or the simulator standing in for it)."""
+
+    name: str = field(check=check_name)
+    address: str
+    port: int = field(443, check=check_port)
+    user: str = field("administrator@vsphere.local")
+    password_env: str = field(doc="environment variable holding the password")
+    tls_verify: bool = field(True, doc="false only for a simulator or a throwaway lab vCenter")
+    datacenter: str = field("Datacenter")
+    simulator: bool = field(False, doc="start VMware's vcsim on this address (emulated lab)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EsxiHost:
+    """An ESXi host managed by a vCenter."""
+
+    name: str = field(doc="the host's name in the vCenter inventory")
+    vcenter: str = field(check=check_name)
+    uplink: str = field(doc="the physical NIC (vmnic) on the RoCE port, e.g. vmnic4")
+    vmknic: str = field("vmk1")
+    vmknic_address: str | None = field(None, check=check_cidr)
+    ssh_address: str | None = field(None, doc="for esxcli checks when the API lacks a fact")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """One end of a link: a node and, where it matters, the device on it."""
+
+    node: str = field(check=check_name)
+    device: str | None = field(None, doc="name of an HBA or RNIC of that node")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FcNvmeParams:
+    namespaces: tuple[str, ...] = field(doc="scratch devices of the target node to export")
+    subsystem_nqn: str = field("nqn.2024-01.io.fabqual:fc-nvme")
+    fio_runtime_s: int = field(10, check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NvmetRdmaParams:
+    namespaces: tuple[str, ...] = field(doc="scratch devices of the target node to export")
+    subsystem_nqn: str = field("nqn.2024-01.io.fabqual:nvmet-rdma")
+    trsvcid: int = field(4420, check=check_port)
+    fio_runtime_s: int = field(10, check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PvrdmaParams:
+    vcenter: str = field(check=check_name)
+    switch: str = field("fabqual-pvrdma-dvs", doc="the vSphere Distributed Switch to create or use")
+    portgroup: str = field("fabqual-pvrdma-pg")
+    mtu: int = field(9000, check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpofcParams:
+    mtus: tuple[int, ...] = field((1500, 9000))
+    tunnel_prefix: str = field("10.77.0.0/30", doc="addresses for the two tunnel ends")
+    carrier: Literal["fc", "fcoe", "tcm_loop"] = field(
+        "fc", doc="fc: real HBAs; fcoe: software FCoE between nodes; tcm_loop: one node, two namespaces"
+    )
+
+
+LinkParams = FcNvmeParams | NvmetRdmaParams | PvrdmaParams | IpofcParams
+
+# Which endpoint roles each link type has, and which params record it takes.
+LINK_ROLES: dict[str, tuple[str, ...]] = {
+    "fc_nvme": ("target", "host"),
+    "nvmet_rdma": ("target", "host"),
+    "pvrdma": ("server", "client"),
+    "ipofc": ("target", "initiator"),
+}
+LINK_PARAMS: dict[str, type] = {
+    "fc_nvme": FcNvmeParams,
+    "nvmet_rdma": NvmetRdmaParams,
+    "pvrdma": PvrdmaParams,
+    "ipofc": IpofcParams,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Link:
+    """A link under test between endpoints of the rack."""
+
+    name: str
+    type: LinkType
+    endpoints: dict[str, Endpoint]
+    params: LinkParams
+    emulated: bool = False
+
+    def end(self, role: str) -> Endpoint:
+        return self.endpoints[role]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Topology:
+    """A whole rack: nodes, vCenters, ESXi hosts, links, and the thresholds profile."""
+
+    name: str
+    source: str
+    profile: str
+    nodes: tuple[Node, ...]
+    vcenters: tuple[VCenter, ...]
+    esxi_hosts: tuple[EsxiHost, ...]
+    links: tuple[Link, ...]
+    emulated: bool = False
+
+    def node(self, name: str) -> Node:
+        return _by_name(self.nodes, name)
+
+    def vcenter(self, name: str) -> VCenter:
+        return _by_name(self.vcenters, name)
+
+    def links_of(self, link_type: str) -> tuple[Link, ...]:
+        return tuple(link for link in self.links if link.type == link_type)
+
+
+def _by_name(items: tuple, name: str):  # type: ignore[no-untyped-def]
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(name)
