@@ -1,0 +1,137 @@
+"""The fixtures qualification tests use: topology, nodes, links by capability, metric checks."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from fabqual.errors import FabqualError, LabError
+from fabqual.executors.base import Executor
+from fabqual.links.base import LinkContext, LinkSession, driver_for
+from fabqual.measure import USER_PROPERTY, Measurement
+from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
+from fabqual.plugin.run import QualificationRun
+from fabqual.topology.model import Link, Topology
+
+
+@pytest.fixture(scope="session")
+def fabqual_run(request: pytest.FixtureRequest) -> Iterator[QualificationRun]:
+    """The run, with the emulated lab booted when no topology was given."""
+    run = request.config.stash[RUN]
+    try:
+        run.start_lab()
+    except FabqualError as error:
+        raise LabError(f"the emulated lab did not come up: {error}") from None
+    yield run
+    run.stop_lab()
+
+
+@pytest.fixture(scope="session")
+def fabqual_topology(fabqual_run: QualificationRun) -> Topology:
+    return fabqual_run.topology
+
+
+@pytest.fixture(scope="session")
+def node_executor(fabqual_run: QualificationRun) -> Callable[[str], Executor]:
+    """``node_executor("tgt")`` → the executor for that node (connections are reused)."""
+    return fabqual_run.executor
+
+
+@pytest.fixture(scope="session")
+def thresholds(fabqual_run: QualificationRun) -> Any:
+    return fabqual_run.thresholds
+
+
+@pytest.fixture(scope="session")
+def link(request: pytest.FixtureRequest) -> Link | None:
+    """The link this test row runs on (parametrized by the plugin from the capability marker)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def link_session(request: pytest.FixtureRequest, link: Link | None, fabqual_run: QualificationRun) -> Iterator[LinkSession]:
+    """The link brought up once for all its tests, and torn down after the last one."""
+    if link is None:
+        marker = request.node.get_closest_marker("capability")
+        capability = marker.args[0] if marker else "?"
+        reason = f"topology {fabqual_run.topology.name!r} has no link offering {capability}"
+        if fabqual_run.strict:
+            raise LabError(f"strict run: {reason}")
+        pytest.skip(reason)
+    problems = fabqual_run.doctor().problems_for(link.name)
+    if problems:
+        lines = "\n  ".join(p.line() for p in problems)
+        raise LabError(f"link {link.name} cannot be brought up; the doctor found:\n  {lines}")
+    driver = driver_for(LinkContext(fabqual_run.topology, link, fabqual_run.executor))
+    try:
+        session = driver.up()
+    except BaseException:
+        driver.down()  # remove what a partial bring-up created; the original error propagates
+        raise
+    try:
+        yield session
+    finally:
+        driver.down()
+
+
+def _capability(link_session: LinkSession, name: str, strict: bool) -> Any:
+    handle = link_session.capability(name)
+    if handle is None:
+        reason = f"link {link_session.link.name} came up without {name}"
+        if strict:
+            raise LabError(reason)
+        pytest.skip(reason)
+    return handle
+
+
+@pytest.fixture
+def nvme_namespace(link_session: LinkSession, fabqual_run: QualificationRun) -> Any:
+    """An NVMe namespace exported by a target and connected on a host, over the link."""
+    return _capability(link_session, "nvme_namespace", fabqual_run.strict)
+
+
+@pytest.fixture
+def rdma_pair(link_session: LinkSession, fabqual_run: QualificationRun) -> Any:
+    """Two RDMA endpoints (server and client) that can reach each other over the link."""
+    return _capability(link_session, "rdma_pair", fabqual_run.strict)
+
+
+@pytest.fixture
+def ip_tunnel(link_session: LinkSession, fabqual_run: QualificationRun) -> Any:
+    """Two IP endpoints joined by the link's tunnel."""
+    return _capability(link_session, "ip_tunnel", fabqual_run.strict)
+
+
+MetricCheck = Callable[..., Measurement]
+
+
+@pytest.fixture
+def check_metric(request: pytest.FixtureRequest, fabqual_run: QualificationRun) -> MetricCheck:
+    """Record a measured value against its threshold; a miss fails the test at its end.
+
+    ``check_metric(link, "iops", 1234.0, context={"bs": "4k"}, line_rate=None)``.
+    Every metric is recorded (also after an earlier one missed), so the report
+    shows all numbers of a failing test.
+    """
+
+    def check(link: Link, metric: str, value: float, *, context: dict[str, str] | None = None, line_rate: float | None = None) -> Measurement:
+        ctx = dict(context or {})
+        bound = fabqual_run.thresholds.bound(link.type, metric, ctx, line_rate=line_rate)
+        measurement = Measurement(
+            link=link.name,
+            link_type=link.type,
+            metric=metric,
+            value=float(value),
+            unit=bound.unit,
+            threshold=bound.threshold,
+            comparison=bound.comparison,
+            context=ctx,
+            threshold_source=bound.source,
+        )
+        request.node.user_properties.append((USER_PROPERTY, measurement.to_json()))
+        if not measurement.passed:
+            request.node.stash.setdefault(FAILED_MEASUREMENTS, []).append(measurement)
+        return measurement
+
+    return check

@@ -1,0 +1,143 @@
+"""fabqual's pytest plugin: options, markers, link parametrization, verdict hooks.
+
+Registered through the ``pytest11`` entry point, so any repository with fabqual
+installed can write qualification tests with these fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fabqual.errors import FabqualError
+from fabqual.health import bad_kernel_lines, kernel_lines_since, mark_kernel_log
+from fabqual.links.base import CAPABILITIES, SHORT_NAMES
+from fabqual.plugin.fixtures import (  # noqa: F401 - fixtures are found by name in this module
+    check_metric,
+    fabqual_run,
+    fabqual_topology,
+    ip_tunnel,
+    link,
+    link_session,
+    node_executor,
+    nvme_namespace,
+    rdma_pair,
+    thresholds,
+)
+from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
+from fabqual.plugin.run import QualificationRun
+from fabqual.topology.model import LINK_TYPES
+
+TOPOLOGY_ENV = "FABQUAL_TOPOLOGY"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fabqual", "fabric qualification")
+    group.addoption(
+        "--topology",
+        default=os.environ.get(TOPOLOGY_ENV),
+        help=f"topology file of the rack (env {TOPOLOGY_ENV}); without it the emulated lab is booted",
+    )
+    group.addoption("--profile", default=None, help="thresholds profile (default: the topology's)")
+    group.addoption(
+        "--strict",
+        action="store_true",
+        default=False,
+        help="formal qualification: a test that does not apply to the topology is an error, not a skip",
+    )
+    group.addoption("--keep-lab", action="store_true", default=False, help="leave the emulated lab running at the end")
+    group.addoption("--no-health-gate", action="store_true", default=False, help="do not check kernel logs after tests")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for link_type in LINK_TYPES:
+        config.addinivalue_line("markers", f"{link_type}: runs on {link_type} links")
+    config.addinivalue_line("markers", "capability(name): the link capability the test needs (e.g. nvme_namespace)")
+    config.addinivalue_line("markers", "emulated_lab: boots the emulated lab (slow)")
+
+    topology = config.getoption("--topology")
+    lab = None
+    if topology:
+        path = Path(topology)
+    else:
+        from fabqual.lab import EmulatedLab
+
+        lab = EmulatedLab()
+        path = Path(lab.prepare())
+    config.stash[RUN] = QualificationRun(
+        topology_path=path,
+        strict=config.getoption("--strict"),
+        profile_override=config.getoption("--profile"),
+        emulated_lab=lab,
+        keep_lab=config.getoption("--keep-lab"),
+    )
+    # SIGTERM (a CI job cancelled) gets the same orderly teardown as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(RUN, None)
+    if run is not None:
+        run.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``link`` over every link of the topology offering the test's capability."""
+    if "link" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("capability")
+    if marker is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} uses `link` without @pytest.mark.capability(...)")
+    capability = marker.args[0]
+    run: QualificationRun = metafunc.config.stash[RUN]
+    try:
+        links = [link for link in run.topology.links if capability in CAPABILITIES[link.type]]
+    except FabqualError as error:
+        raise pytest.UsageError(str(error)) from None
+    per_type: dict[str, int] = {}
+    for link in links:
+        per_type[link.type] = per_type.get(link.type, 0) + 1
+    params = []
+    for link in links:
+        short = SHORT_NAMES[link.type]
+        ident = f"tr={short}" if per_type[link.type] == 1 else f"tr={short}-link={link.name}"
+        params.append(pytest.param(link, id=ident, marks=getattr(pytest.mark, link.type)))
+    if not params:
+        params = [pytest.param(None, id=f"no-{capability}")]
+    metafunc.parametrize("link", params, indirect=True, scope="session")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Fail a test on threshold misses it recorded, and on kernel complaints during it."""
+    run: QualificationRun = item.config.stash[RUN]
+    markers = _mark_nodes(item, run)
+    result = yield
+    messages = [m.describe() for m in item.stash.get(FAILED_MEASUREMENTS, [])]
+    for executor, marker in markers:
+        bad = bad_kernel_lines(kernel_lines_since(executor, marker))
+        if bad:
+            quoted = "\n    ".join(bad[:20])
+            messages.append(f"{executor.node}: the kernel logged problems during this test:\n    {quoted}")
+    if messages:
+        pytest.fail("\n".join(messages), pytrace=False)
+    return result
+
+
+def _mark_nodes(item: pytest.Item, run: QualificationRun) -> list[tuple[Any, Any]]:
+    if item.config.getoption("--no-health-gate"):
+        return []
+    callspec = getattr(item, "callspec", None)
+    link = callspec.params.get("link") if callspec else None
+    if link is None:
+        return []
+    nodes = sorted({end.node for end in link.endpoints.values()})
+    return [(run.executor(n), mark_kernel_log(run.executor(n), item.name)) for n in nodes]
