@@ -1,0 +1,88 @@
+"""The ``fabqual`` command: doctor, the emulated lab, and run comparison."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from fabqual.errors import FabqualError
+
+# Subcommands living in their own modules register themselves here; each module
+# has ``register(subparsers)`` and sets ``func`` on its parsers.
+SUBCOMMAND_MODULES = ("fabqual.lab.cli", "fabqual.report.cli")
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from fabqual.topology import load_topology
+
+    if args.topology:
+        path = Path(args.topology)
+    else:
+        from fabqual.lab import EmulatedLab
+
+        lab = EmulatedLab()
+        if not lab.is_running():
+            print("no --topology given and the emulated lab is not running: start it with `fabqual lab up`", file=sys.stderr)
+            return 2
+        path = Path(lab.ensure_up())
+    topology = load_topology(path)
+
+    from fabqual.doctor import run_doctor
+    from fabqual.executors import executor_for_node
+
+    executors: dict[str, object] = {}
+
+    def executor_for(name: str):  # type: ignore[no-untyped-def]
+        if name not in executors:
+            executors[name] = executor_for_node(topology.node(name))
+        return executors[name]
+
+    report = run_doctor(topology, executor_for)
+    for node, count in sorted(report.checked.items()):
+        print(f"{node}: checked {count} requirements")
+    for problem in report.problems:
+        print(f"PROBLEM {problem.line()}")
+    if report.ok:
+        print(f"doctor: {topology.name}: every node has what its links need")
+        return 0
+    blocked = sorted({link for p in report.problems for link in p.links})
+    print(f"doctor: {len(report.problems)} problem(s); blocked links: {', '.join(blocked)}")
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fabqual", description="storage and RDMA fabric qualification")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    sub = parser.add_subparsers(dest="command", required=True)
+    doctor = sub.add_parser("doctor", help="check that every node has what its links need")
+    doctor.add_argument("--topology", help="topology file (default: the running emulated lab)")
+    doctor.set_defaults(func=_doctor)
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except FabqualError as error:
+        print(f"fabqual: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fabqual: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
