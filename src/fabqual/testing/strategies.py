@@ -1,0 +1,163 @@
+"""Hypothesis strategies for the IPoFC SCSI codec and tunnel framing, and the fuzz profiles.
+
+Test-only: the runtime never imports this module (nor Hypothesis). Importing it
+registers two settings profiles and loads the one named by the environment variable
+``FABQUAL_HYPOTHESIS_PROFILE``:
+
+* ``ci`` (default): derandomized, a few hundred examples per property, seconds per run.
+* ``lab``: 100k examples per property and long state-machine runs, for the rack.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from fabqual.errors import FabqualError
+from fabqual.ipofc import framing, scsi
+from fabqual.ipofc.fields import Layout
+
+PROFILE_ENV = "FABQUAL_HYPOTHESIS_PROFILE"
+
+settings.register_profile(
+    "ci",
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    stateful_step_count=40,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "lab",
+    max_examples=100_000,
+    deadline=None,
+    stateful_step_count=200,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def load_profile() -> str:
+    """Load the profile named by ``FABQUAL_HYPOTHESIS_PROFILE`` (default ``ci``) and return its name."""
+    name = os.environ.get(PROFILE_ENV, "ci")
+    if name not in ("ci", "lab"):
+        raise FabqualError(f"{PROFILE_ENV}={name!r} is not a fabqual Hypothesis profile: use 'ci' or 'lab'")
+    settings.load_profile(name)
+    return name
+
+
+PROFILE = load_profile()
+
+
+# --- SCSI -------------------------------------------------------------------------
+
+
+@st.composite
+def _layout_values(draw: st.DrawFn, layout: Layout) -> dict[str, int]:
+    return {f.name: draw(st.integers(0, f.maximum)) for f in layout.fields if f.name != "opcode"}
+
+
+def valid_cdbs(opcodes: list[int] | None = None) -> st.SearchStrategy[bytes]:
+    """Well-formed CDBs of the implemented opcodes: right length, reserved bits zero, any field values."""
+    codes = sorted(scsi.CDB_LAYOUTS) if opcodes is None else opcodes
+    return st.sampled_from(codes).flatmap(
+        lambda op: _layout_values(scsi.CDB_LAYOUTS[op]).map(lambda v: scsi.encode_cdb(op, **v))
+    )
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
+    """One targeted mutation of a valid CDB, so shrinking points at a single field."""
+    raw = bytearray(draw(base))
+    how = draw(st.sampled_from(["flip", "truncate", "extend", "byte"]))
+    if how == "flip":
+        i = draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= 1 << draw(st.integers(0, 7))
+    elif how == "truncate":
+        del raw[draw(st.integers(0, len(raw) - 1)) :]
+    elif how == "extend":
+        raw += draw(st.binary(min_size=1, max_size=8))
+    else:
+        i = draw(st.integers(0, len(raw) - 1))
+        raw[i] = draw(st.integers(0, 255))
+    return bytes(raw)
+
+
+def cdbs() -> st.SearchStrategy[bytes]:
+    """Anything a SCSI initiator could send as a CDB: valid, mutated-valid and random bytes."""
+    random_cdbs = st.integers(0, 255).flatmap(
+        lambda op: st.binary(min_size=0, max_size=31).map(lambda rest: bytes([op]) + rest)
+    )
+    return st.one_of(valid_cdbs(), _mutated(valid_cdbs()), random_cdbs, st.binary(max_size=32))
+
+
+def sense_data() -> st.SearchStrategy[scsi.Sense]:
+    """Fixed-format sense records with every field anywhere in its range."""
+    fields = {f.name: st.integers(0, f.maximum) for f in scsi.SENSE_LAYOUT.fields}
+    fields["response_code"] = st.sampled_from(scsi.SENSE_RESPONSE_CODES)
+    fields.pop("additional_length")
+    fields["key"] = fields.pop("sense_key")
+    return st.fixed_dictionaries(fields).map(lambda v: scsi.Sense(**v))
+
+
+_printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=8)
+
+
+def inquiry_data() -> st.SearchStrategy[scsi.StandardInquiry]:
+    """Standard INQUIRY records with any header bits and printable, trailing-space-free ids."""
+    header: dict[str, st.SearchStrategy[Any]] = {
+        f.name: st.integers(0, f.maximum)
+        for f in scsi.INQUIRY_LAYOUT.fields
+        if f.name not in ("additional_length", "response_data_format")
+    }
+    ident: dict[str, st.SearchStrategy[Any]] = {
+        "vendor": _printable.map(str.rstrip),
+        "product": st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=16).map(str.rstrip),
+        "revision": st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=4).map(str.rstrip),
+    }
+    return st.fixed_dictionaries({**header, **ident}).map(lambda v: scsi.StandardInquiry(**v))
+
+
+def mode_pages() -> st.SearchStrategy[scsi.ModePage]:
+    """Mode pages in page_0 or sub_page format."""
+    page0 = st.builds(scsi.ModePage, st.integers(0, 0x3E), st.binary(max_size=64), st.just(0), st.integers(0, 1))
+    sub = st.builds(
+        scsi.ModePage, st.integers(0, 0x3E), st.binary(max_size=64), st.integers(1, 0xFF), st.integers(0, 1)
+    )
+    return st.one_of(page0, sub)
+
+
+def designators() -> st.SearchStrategy[scsi.Designator]:
+    """Designation descriptors of VPD page 0x83."""
+    return st.builds(
+        scsi.Designator,
+        st.integers(0, 15),
+        st.binary(max_size=64),
+        code_set=st.integers(0, 15),
+        association=st.integers(0, 3),
+        protocol_identifier=st.integers(0, 15),
+        piv=st.integers(0, 1),
+    )
+
+
+# --- tunnel -------------------------------------------------------------------------
+
+
+def packets(min_size: int = 1, max_size: int = 1600) -> st.SearchStrategy[bytes]:
+    """IP-packet-sized byte strings (content is opaque to the tunnel)."""
+    return st.binary(min_size=min_size, max_size=max_size)
+
+
+def tunnel_frames(max_packets: int = 16, max_packet_size: int = 1600) -> st.SearchStrategy[framing.Frame]:
+    """Tunnel frames with any sequence number, flags and a batch of packets."""
+    return st.builds(
+        framing.Frame,
+        seq=st.integers(0, framing.SEQ_MODULUS - 1),
+        packets=st.lists(packets(max_size=max_packet_size), max_size=max_packets).map(tuple),
+        more=st.booleans(),
+        crc=st.booleans(),
+    )
