@@ -226,8 +226,12 @@ class SshExecutor:
                 f"no answer within {self.connect_timeout:.0f}s; is the node up and reachable from here"
                 " (network, firewall)?"
             )
-        if isinstance(exc, paramiko.SSHException) and "banner" in str(exc):
-            return f"no SSH server answered within {self.connect_timeout:.0f}s ({exc}); is sshd running on the port?"
+        if isinstance(exc, paramiko.SSHException) and ("banner" in str(exc) or "No existing session" in str(exc)):
+            # paramiko reports a handshake that never finished as "No existing session".
+            return (
+                f"no SSH server answered within {self.connect_timeout:.0f}s (the SSH handshake did not finish);"
+                " is sshd running on that port, and is the node not overloaded?"
+            )
         if isinstance(exc, paramiko.SSHException) and "No authentication methods" in str(exc):
             return "no credentials: set credentials.key_file, credentials.agent or credentials.password_env"
         return f"cannot connect: {type(exc).__name__}: {exc}"

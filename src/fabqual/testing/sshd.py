@@ -44,7 +44,7 @@ KbdInteractiveAuthentication no
 AllowTcpForwarding no
 X11Forwarding no
 PrintMotd no
-LogLevel VERBOSE
+LogLevel DEBUG1
 MaxStartups 100
 Subsystem sftp {sftp}
 """
@@ -145,8 +145,11 @@ class SshServer:
             )
         )
         with self.log_file.open("wb") as log:
-            # -D: stay in the foreground so we own the process; -e: log to stderr (our log file).
-            self._proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+            # -D: stay in the foreground so we own the process; -E: log to our file (with -e, debug
+            # lines of the session process would leak into the commands stderr).
+            self._proc = subprocess.Popen(
+                [SSHD, "-D", "-E", str(self.log_file), "-f", str(config)], stdout=log, stderr=log
+            )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
