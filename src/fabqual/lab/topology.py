@@ -1,0 +1,134 @@
+"""The topology of the emulated lab, generated for the ports of the running lab.
+
+A plain function builds the dict (so a pvrdma/vCenter section can be added to
+it later); :func:`write_topology` dumps it as YAML with a comment above each
+emulated device saying what real hardware it stands in for.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fabqual.lab.guest import DATA_NETDEV
+
+TGT_DATA = "192.168.77.1/24"
+INI_DATA = "192.168.77.2/24"
+
+# Device name -> what it stands in for on the lab rack (written as a YAML comment).
+STANDS_IN_FOR: dict[str, str] = {
+    "fc0": "stands in for a QLogic QLE27xx port (qla2xxx): nvme-fcloop loops FC-NVMe inside the target guest",
+    "fcoe0": "stands in for a QLogic 8G HBA in target/initiator mode: software FCoE (VN2VN) on the data link",
+    "rnic0": "stands in for a Marvell QL41262 RoCE port (qede + qedr): soft-RoCE rdma_rxe on the data link",
+    "nullb0": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
+    "nullb1": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
+}
+
+
+def lab_topology(ssh_ports: dict[str, int], key_file: Path, known_hosts: Path) -> dict[str, Any]:
+    """The emulated lab as a topology dict: guests ``tgt`` and ``ini`` and their links."""
+
+    def node(name: str, roles: list[str], address: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "address": "127.0.0.1",
+            "port": ssh_ports[name],
+            "user": "root",
+            "credentials": {"key_file": str(key_file)},
+            "known_hosts": str(known_hosts),
+            "roles": roles,
+            "hbas": [
+                {
+                    "name": "fc0",
+                    "model": "QLE2742 (emulated by nvme-fcloop)",
+                    "driver": "nvme-fcloop",
+                    "emulation": "fcloop",
+                },
+                {
+                    "name": "fcoe0",
+                    "model": "QLE2562 (emulated by fcoe)",
+                    "driver": "fcoe",
+                    "emulation": "fcoe",
+                    "netdev": DATA_NETDEV,
+                },
+            ],
+            "rnics": [
+                {
+                    "name": "rnic0",
+                    "model": "QL41262 (emulated by rdma_rxe)",
+                    "emulation": "rxe",
+                    "netdev": DATA_NETDEV,
+                    "rdma_device": "rxe0",
+                    "driver": "rdma_rxe",
+                    "address": address,
+                }
+            ],
+        }
+
+    tgt = node("tgt", ["nvme_target", "nvme_host", "rdma_endpoint", "vm", "ipofc_end"], TGT_DATA)
+    tgt["nvme_target"] = {"backend": "kernel"}
+    tgt["scratch_devices"] = [
+        {"name": f"nullb{i}", "path": f"/dev/nullb{i}", "create": "null_blk", "size_mb": 512} for i in (0, 1)
+    ]
+    ini = node("ini", ["nvme_host", "rdma_endpoint", "vm", "ipofc_end"], INI_DATA)
+    return {
+        "name": "emulated-lab",
+        "profile": "emulated",
+        "emulated": True,
+        "nodes": [tgt, ini],
+        "links": [
+            {
+                "name": "fc0",
+                "type": "fc_nvme",
+                "emulated": True,
+                "target": {"node": "tgt", "device": "fc0"},
+                "host": {"node": "tgt", "device": "fc0"},
+                "namespaces": ["nullb0"],
+            },
+            {
+                "name": "roce0",
+                "type": "nvmet_rdma",
+                "emulated": True,
+                "target": {"node": "tgt", "device": "rnic0"},
+                "host": {"node": "ini", "device": "rnic0"},
+                "namespaces": ["nullb1"],
+            },
+            {
+                "name": "ipofc0",
+                "type": "ipofc",
+                "emulated": True,
+                "target": {"node": "tgt", "device": "fcoe0"},
+                "initiator": {"node": "ini", "device": "fcoe0"},
+                "carrier": "fcoe",
+            },
+        ],
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    """YAML text of a topology dict, each emulated device preceded by what it stands in for."""
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=200)
+    lines: list[str] = [
+        "# The fabqual emulated lab (two QEMU guests), written by `fabqual lab up`/prepare.",
+        "# Regenerated for every lab; edit fabqual/lab/topology.py instead of this file.",
+    ]
+    section = ""
+    for line in text.splitlines():
+        top = re.match(r"^(\w+):", line)
+        if top:
+            section = top.group(1)
+        item = re.match(r"^(\s*)- name: (\S+)$", line)
+        if section == "nodes" and item and item.group(2) in STANDS_IN_FOR:
+            lines.append(f"{item.group(1)}# {STANDS_IN_FOR[item.group(2)]}")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def write_topology(path: Path, data: dict[str, Any]) -> Path:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render(data))
+    tmp.replace(path)
+    return path
