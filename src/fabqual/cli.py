@@ -25,7 +25,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
         lab = EmulatedLab()
         if not lab.is_running():
-            print("no --topology given and the emulated lab is not running: start it with `fabqual lab up`", file=sys.stderr)
+            print(
+                "no --topology given and the emulated lab is not running: start it with `fabqual lab up`",
+                file=sys.stderr,
+            )
             return 2
         path = Path(lab.ensure_up())
     topology = load_topology(path)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import shlex
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
@@ -205,7 +205,10 @@ def _check_firmware(executor: Executor, req: Requirement) -> tuple[str, str] | N
     name = shlex.quote(req.name)
     if executor.run(f"test -f /lib/firmware/{name} || test -f /lib/firmware/updates/{name}", check=False).ok:
         return None
-    return f"firmware file /lib/firmware/{req.name} is missing", "install the HBA firmware package (e.g. firmware-qlogic)"
+    return (
+        f"firmware file /lib/firmware/{req.name} is missing",
+        "install the HBA firmware package (e.g. firmware-qlogic)",
+    )
 
 
 def _check_rdma_port(executor: Executor, req: Requirement) -> tuple[str, str] | None:
@@ -221,7 +224,7 @@ def _check_rdma_port(executor: Executor, req: Requirement) -> tuple[str, str] | 
 
 
 def _check_fc_link(executor: Executor, req: Requirement) -> tuple[str, str] | None:
-    script = "for h in /sys/class/fc_host/*; do [ -d \"$h\" ] && echo $(cat $h/port_name) $(cat $h/port_state); done"
+    script = 'for h in /sys/class/fc_host/*; do [ -d "$h" ] && echo $(cat $h/port_name) $(cat $h/port_state); done'
     lines = executor.run(script, check=False, timeout=30).stdout.split("\n")
     wanted = req.detail.lower().replace(":", "").removeprefix("0x")
     for line in filter(None, lines):
@@ -229,7 +232,10 @@ def _check_fc_link(executor: Executor, req: Requirement) -> tuple[str, str] | No
         if req.detail == "discover" or wwpn.lower().removeprefix("0x") == wanted:
             if state.strip() == "Online":
                 return None
-            return f"FC port {wwpn} of HBA {req.name} is {state.strip()}", "check the cable, the switch zoning and the HBA link"
+            return (
+                f"FC port {wwpn} of HBA {req.name} is {state.strip()}",
+                "check the cable, the switch zoning and the HBA link",
+            )
     return f"no FC port for HBA {req.name} ({req.detail})", "check that the HBA driver is loaded and sees the port"
 
 
@@ -261,7 +267,14 @@ def run_doctor(topology: Topology, executor_for: Callable[[str], Executor]) -> D
             executor.run("true", timeout=30)
         except FabqualError as error:
             first = str(error).splitlines()[0]
-            problems.append(Problem(node_name, f"unreachable ({first})", "check the address, port and credentials in the topology", all_links))
+            problems.append(
+                Problem(
+                    node_name,
+                    f"unreachable ({first})",
+                    "check the address, port and credentials in the topology",
+                    all_links,
+                )
+            )
             continue
         checked[node_name] = len(needs)
         for req, links in needs.items():

@@ -42,12 +42,11 @@ class CommandError(FabqualError):
     Carries the result so callers can look at exit status and output.
     """
 
-    def __init__(self, result: "CommandResultLike", message: str | None = None) -> None:
+    def __init__(self, result: CommandResultLike, message: str | None = None) -> None:
         self.result = result
         tail = _tail(result.stderr or result.stdout)
         text = message or (
-            f"{result.node}: `{result.command}` exited {result.exit_status}"
-            f" after {result.duration:.1f}s"
+            f"{result.node}: `{result.command}` exited {result.exit_status} after {result.duration:.1f}s"
         )
         super().__init__(f"{text}\n--- output tail ---\n{tail}" if tail else text)
 

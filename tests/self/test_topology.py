@@ -39,8 +39,19 @@ VALID: dict[str, Any] = {
         },
     ],
     "links": [
-        {"name": "fc0", "type": "fc_nvme", "target": {"node": "tgt", "device": "hba0"}, "host": {"node": "ini", "device": "hba0"}, "namespaces": ["scratch0"]},
-        {"name": "ip0", "type": "ipofc", "target": {"node": "tgt", "device": "hba0"}, "initiator": {"node": "ini", "device": "hba0"}},
+        {
+            "name": "fc0",
+            "type": "fc_nvme",
+            "target": {"node": "tgt", "device": "hba0"},
+            "host": {"node": "ini", "device": "hba0"},
+            "namespaces": ["scratch0"],
+        },
+        {
+            "name": "ip0",
+            "type": "ipofc",
+            "target": {"node": "tgt", "device": "hba0"},
+            "initiator": {"node": "ini", "device": "hba0"},
+        },
     ],
 }
 
@@ -66,28 +77,65 @@ DELETE = object()
 MALFORMED = [
     ("name: [unclosed\n", "bad.yaml: not valid YAML at line 2, column 1"),
     ("- just\n- a list\n", "bad.yaml: expected a mapping with 'name', 'nodes' and 'links' at the top"),
-    (changed("colour", "blue"), "bad.yaml: colour: unknown key (known keys: name, profile, emulated, nodes, vcenters, esxi_hosts, links)"),
+    (
+        changed("colour", "blue"),
+        "bad.yaml: colour: unknown key (known keys: name, profile, emulated, nodes, vcenters, esxi_hosts, links)",
+    ),
     (changed("nodes", DELETE), "bad.yaml: nodes: required key is missing"),
     (changed("nodes.0.adress", "x"), "bad.yaml: nodes[0].adress: unknown key"),
     (changed("nodes.0.port", "twenty-two"), "bad.yaml: nodes[0].port: expected an integer, got 'twenty-two'"),
     (changed("nodes.0.port", 70000), "bad.yaml: nodes[0].port: a TCP port is between 1 and 65535 (got 70000)"),
-    (changed("nodes.0.hbas.0.wwpn", "21:00:00:24:ff:7f:aa"), "bad.yaml: nodes[0].hbas[0].wwpn: a WWN is 8 bytes of hex"),
+    (
+        changed("nodes.0.hbas.0.wwpn", "21:00:00:24:ff:7f:aa"),
+        "bad.yaml: nodes[0].hbas[0].wwpn: a WWN is 8 bytes of hex",
+    ),
     (changed("nodes.0.hbas.0.wwpn", "0x21000024ff7f"), "bad.yaml: nodes[0].hbas[0].wwpn: a WWN is 8 bytes of hex"),
     (changed("nodes.1.name", "tgt"), "bad.yaml: nodes: name 'tgt' is used 2 times; names must be unique"),
-    (changed("nodes.0.roles", ["nvme_target", "storage_god"]), "bad.yaml: nodes[0].roles[1]: 'storage_god' is not one of"),
-    (changed("nodes.0.credentials", {"password": "hunter2"}), "bad.yaml: nodes[0].credentials.password: unknown key (known keys: agent, key_file, password_env)"),
-    (changed("nodes.0.credentials", {"key_file": "k", "agent": True}), "bad.yaml: nodes.tgt.credentials: give exactly one of key_file, agent: true, password_env (got key_file, agent)"),
+    (
+        changed("nodes.0.roles", ["nvme_target", "storage_god"]),
+        "bad.yaml: nodes[0].roles[1]: 'storage_god' is not one of",
+    ),
+    (
+        changed("nodes.0.credentials", {"password": "hunter2"}),
+        "bad.yaml: nodes[0].credentials.password: unknown key (known keys: agent, key_file, password_env)",
+    ),
+    (
+        changed("nodes.0.credentials", {"key_file": "k", "agent": True}),
+        "bad.yaml: nodes.tgt.credentials: give exactly one of key_file, agent: true, password_env"
+        " (got key_file, agent)",
+    ),
     (changed("nodes.0.host_key_check", "no"), "bad.yaml: nodes[0].host_key_check: expected true or false, got 'no'"),
-    (changed("nodes.0.scratch_devices.0.path", "nullb0"), "bad.yaml: nodes[0].scratch_devices[0].path: a scratch device is a path under /dev/ (got 'nullb0')"),
-    (changed("links.0.type", "fibre"), "bad.yaml: links[0].type: 'fibre' is not one of fc_nvme, nvmet_rdma, pvrdma, ipofc"),
+    (
+        changed("nodes.0.scratch_devices.0.path", "nullb0"),
+        "bad.yaml: nodes[0].scratch_devices[0].path: a scratch device is a path under /dev/ (got 'nullb0')",
+    ),
+    (
+        changed("links.0.type", "fibre"),
+        "bad.yaml: links[0].type: 'fibre' is not one of fc_nvme, nvmet_rdma, pvrdma, ipofc",
+    ),
     (changed("links.0.host.node", "nowhere"), "bad.yaml: links.fc0.host.node: no node named 'nowhere' under 'nodes'"),
-    (changed("links.0.host.device", "hba9"), "bad.yaml: links.fc0.host.device: node 'ini' has no HBA named 'hba9' (it has: hba0)"),
-    (changed("links.0.namespaces", ["nvme0n1"]), "bad.yaml: links.fc0.namespaces[0]: node 'tgt' has no scratch device named 'nvme0n1'"),
-    (changed("links.0.target", DELETE), "bad.yaml: links.fc0.target: required key is missing (fc_nvme links have target and host)"),
+    (
+        changed("links.0.host.device", "hba9"),
+        "bad.yaml: links.fc0.host.device: node 'ini' has no HBA named 'hba9' (it has: hba0)",
+    ),
+    (
+        changed("links.0.namespaces", ["nvme0n1"]),
+        "bad.yaml: links.fc0.namespaces[0]: node 'tgt' has no scratch device named 'nvme0n1'",
+    ),
+    (
+        changed("links.0.target", DELETE),
+        "bad.yaml: links.fc0.target: required key is missing (fc_nvme links have target and host)",
+    ),
     (changed("links.1.name", "fc0"), "bad.yaml: links: name 'fc0' is used 2 times"),
     (changed("links.1.mtus", [1500, 100]), "bad.yaml: links.ip0.mtus[1]: an MTU is between 576 and 65535 (got 100)"),
-    (changed("nodes.1.roles", ["ipofc_end"]), "bad.yaml: links.fc0.host.node: node 'ini' is used as fc_nvme host but does not list role 'nvme_host'"),
-    ("name: x\nname: y\nnodes: []\nlinks: []\n", "bad.yaml: not valid YAML at line 2, column 1: key 'name' is given twice in one mapping"),
+    (
+        changed("nodes.1.roles", ["ipofc_end"]),
+        "bad.yaml: links.fc0.host.node: node 'ini' is used as fc_nvme host but does not list role 'nvme_host'",
+    ),
+    (
+        "name: x\nname: y\nnodes: []\nlinks: []\n",
+        "bad.yaml: not valid YAML at line 2, column 1: key 'name' is given twice in one mapping",
+    ),
 ]
 
 
@@ -139,12 +187,15 @@ def test_cli_reports_a_bad_file_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "rack.yaml"
     bad.write_text(changed("nodes.0.hbas.0.wwpn", "21:00"))
     proc = subprocess.run(
-        [sys.executable, "-m", "fabqual.cli", "doctor", "--topology", str(bad)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "fabqual.cli", "doctor", "--topology", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"fabqual: {bad}: nodes[0].hbas[0].wwpn: a WWN is 8 bytes of hex (0x2100f4e9d4543210 or 21:00:f4:e9:d4:54:32:10)"
-        " or 'discover' (got '21:00')"
+        f"fabqual: {bad}: nodes[0].hbas[0].wwpn: a WWN is 8 bytes of hex"
+        " (0x2100f4e9d4543210 or 21:00:f4:e9:d4:54:32:10) or 'discover' (got '21:00')"
     ]
 
 

@@ -8,8 +8,9 @@ exactly what ``up()`` created, and is safe to call after a partial ``up()``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
@@ -52,6 +53,18 @@ class LinkSession:
         return getattr(self, name)
 
 
+@dataclass(frozen=True)
+class MissingLink:
+    """The parameter a test gets when no link of the topology offers its capability."""
+
+    capability: str
+    topology: str
+
+    @property
+    def reason(self) -> str:
+        return f"topology {self.topology!r} has no link offering {self.capability}"
+
+
 class LinkDriver(Protocol):
     """Brings one link up and down."""
 
@@ -83,5 +96,7 @@ def driver_for(context: LinkContext) -> LinkDriver:
         except ModuleNotFoundError as error:
             if error.name != f"fabqual.links.{link_type}":
                 raise
-            raise FabqualError(f"no driver for link type {link_type!r} (expected module fabqual.links.{link_type})") from None
+            raise FabqualError(
+                f"no driver for link type {link_type!r} (expected module fabqual.links.{link_type})"
+            ) from None
     return _REGISTRY[link_type](context)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from fabqual.errors import FabqualError, LabError
 from fabqual.executors.base import Executor
-from fabqual.links.base import LinkContext, LinkSession, driver_for
+from fabqual.links.base import LinkContext, LinkSession, MissingLink, driver_for
 from fabqual.measure import USER_PROPERTY, Measurement
 from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
 from fabqual.plugin.run import QualificationRun
@@ -44,21 +45,18 @@ def thresholds(fabqual_run: QualificationRun) -> Any:
 
 
 @pytest.fixture(scope="session")
-def link(request: pytest.FixtureRequest) -> Link | None:
+def link(request: pytest.FixtureRequest) -> Link | MissingLink:
     """The link this test row runs on (parametrized by the plugin from the capability marker)."""
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 @pytest.fixture(scope="session")
-def link_session(request: pytest.FixtureRequest, link: Link | None, fabqual_run: QualificationRun) -> Iterator[LinkSession]:
+def link_session(link: Link | MissingLink, fabqual_run: QualificationRun) -> Iterator[LinkSession]:
     """The link brought up once for all its tests, and torn down after the last one."""
-    if link is None:
-        marker = request.node.get_closest_marker("capability")
-        capability = marker.args[0] if marker else "?"
-        reason = f"topology {fabqual_run.topology.name!r} has no link offering {capability}"
+    if isinstance(link, MissingLink):
         if fabqual_run.strict:
-            raise LabError(f"strict run: {reason}")
-        pytest.skip(reason)
+            raise LabError(f"strict run: {link.reason}")
+        pytest.skip(link.reason)
     problems = fabqual_run.doctor().problems_for(link.name)
     if problems:
         lines = "\n  ".join(p.line() for p in problems)
@@ -115,7 +113,9 @@ def check_metric(request: pytest.FixtureRequest, fabqual_run: QualificationRun) 
     shows all numbers of a failing test.
     """
 
-    def check(link: Link, metric: str, value: float, *, context: dict[str, str] | None = None, line_rate: float | None = None) -> Measurement:
+    def check(
+        link: Link, metric: str, value: float, *, context: dict[str, str] | None = None, line_rate: float | None = None
+    ) -> Measurement:
         ctx = dict(context or {})
         bound = fabqual_run.thresholds.bound(link.type, metric, ctx, line_rate=line_rate)
         measurement = Measurement(

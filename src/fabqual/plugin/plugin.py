@@ -15,19 +15,7 @@ import pytest
 
 from fabqual.errors import FabqualError
 from fabqual.health import bad_kernel_lines, kernel_lines_since, mark_kernel_log
-from fabqual.links.base import CAPABILITIES, SHORT_NAMES
-from fabqual.plugin.fixtures import (  # noqa: F401 - fixtures are found by name in this module
-    check_metric,
-    fabqual_run,
-    fabqual_topology,
-    ip_tunnel,
-    link,
-    link_session,
-    node_executor,
-    nvme_namespace,
-    rdma_pair,
-    thresholds,
-)
+from fabqual.links.base import CAPABILITIES, SHORT_NAMES, MissingLink
 from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
 from fabqual.plugin.run import QualificationRun
 from fabqual.topology.model import LINK_TYPES
@@ -43,12 +31,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"topology file of the rack (env {TOPOLOGY_ENV}); without it the emulated lab is booted",
     )
     group.addoption("--profile", default=None, help="thresholds profile (default: the topology's)")
-    group.addoption(
-        "--strict",
-        action="store_true",
-        default=False,
-        help="formal qualification: a test that does not apply to the topology is an error, not a skip",
-    )
     group.addoption("--keep-lab", action="store_true", default=False, help="leave the emulated lab running at the end")
     group.addoption("--no-health-gate", action="store_true", default=False, help="do not check kernel logs after tests")
 
@@ -60,21 +42,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emulated_lab: boots the emulated lab (slow)")
 
     topology = config.getoption("--topology")
-    lab = None
-    if topology:
-        path = Path(topology)
-    else:
-        from fabqual.lab import EmulatedLab
-
-        lab = EmulatedLab()
-        path = Path(lab.prepare())
     config.stash[RUN] = QualificationRun(
-        topology_path=path,
-        strict=config.getoption("--strict"),
+        topology_file=Path(topology) if topology else None,
+        # pytest owns --strict (strict markers); fabqual reads the same flag: a formal
+        # qualification run, where a test that does not apply is an error, not a skip.
+        strict=bool(config.getoption("strict")),
         profile_override=config.getoption("--profile"),
-        emulated_lab=lab,
         keep_lab=config.getoption("--keep-lab"),
     )
+    if topology:
+        try:
+            _ = config.stash[RUN].topology  # a bad file fails here, before any node is touched
+        except FabqualError as error:
+            raise pytest.UsageError(str(error)) from None
     # SIGTERM (a CI job cancelled) gets the same orderly teardown as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -111,7 +91,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ident = f"tr={short}" if per_type[link.type] == 1 else f"tr={short}-link={link.name}"
         params.append(pytest.param(link, id=ident, marks=getattr(pytest.mark, link.type)))
     if not params:
-        params = [pytest.param(None, id=f"no-{capability}")]
+        params = [pytest.param(MissingLink(capability, run.topology.name), id=f"no-{capability}")]
     metafunc.parametrize("link", params, indirect=True, scope="session")
 
 
@@ -137,7 +117,7 @@ def _mark_nodes(item: pytest.Item, run: QualificationRun) -> list[tuple[Any, Any
         return []
     callspec = getattr(item, "callspec", None)
     link = callspec.params.get("link") if callspec else None
-    if link is None:
+    if link is None or isinstance(link, MissingLink):
         return []
     nodes = sorted({end.node for end in link.endpoints.values()})
     return [(run.executor(n), mark_kernel_log(run.executor(n), item.name)) for n in nodes]

@@ -26,16 +26,35 @@ log = logging.getLogger("fabqual")
 class QualificationRun:
     """Everything a session shares; executors are created on first use and closed at the end."""
 
-    topology_path: Path
+    topology_file: Path | None  # None: the emulated lab's generated topology
     strict: bool
     profile_override: str | None
-    emulated_lab: Any = None  # fabqual.lab.EmulatedLab when no topology was given
     keep_lab: bool = False
+    emulated_lab: Any = None  # fabqual.lab.EmulatedLab, created when first needed
     _topology: Topology | None = None
     _executors: dict[str, Executor] = field(default_factory=dict)
     _thresholds: Thresholds | None = None
     _doctor: DoctorReport | None = None
     _lab_was_running: bool = False
+
+    @property
+    def uses_emulated_lab(self) -> bool:
+        return self.topology_file is None
+
+    @property
+    def topology_path(self) -> Path:
+        """The topology file; for the emulated lab it is written (ports chosen) without booting."""
+        if self.topology_file is not None:
+            return self.topology_file
+        return Path(self.lab().prepare())
+
+    def lab(self) -> Any:
+        """The emulated lab this run uses (created on first use)."""
+        if self.emulated_lab is None:
+            from fabqual.lab import EmulatedLab
+
+            self.emulated_lab = EmulatedLab()
+        return self.emulated_lab
 
     @property
     def topology(self) -> Topology:
@@ -49,14 +68,15 @@ class QualificationRun:
 
     def start_lab(self) -> None:
         """Boot the emulated lab if this run uses it (idempotent)."""
-        if self.emulated_lab is None:
+        if not self.uses_emulated_lab:
             return
-        self._lab_was_running = self.emulated_lab.is_running()
-        self.topology_path = Path(self.emulated_lab.ensure_up())
-        self._topology = None
+        lab = self.lab()
+        self._lab_was_running = lab.is_running()
+        lab.ensure_up()
+        self._topology = None  # re-read: the running lab's ports
 
     def stop_lab(self) -> None:
-        if self.emulated_lab is None or self.keep_lab or self._lab_was_running:
+        if not self.uses_emulated_lab or self.keep_lab or self._lab_was_running:
             return
         self.close()
         self.emulated_lab.down()

@@ -8,21 +8,23 @@ are checked here too, so a bad file fails before any node is touched.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from fabqual.errors import TopologyError
 from fabqual.topology.model import (
     LINK_PARAMS,
-    Endpoint,
     LINK_ROLES,
     LINK_TYPES,
+    Endpoint,
     EsxiHost,
     FcNvmeParams,
     IpofcParams,
     Link,
+    LinkParams,
     Node,
     NvmetRdmaParams,
     PvrdmaParams,
@@ -81,7 +83,7 @@ def load_topology(path: str | Path) -> Topology:
 def parse_topology(text: str, source: str) -> Topology:
     """Validate topology YAML ``text``; ``source`` names it in errors."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -142,10 +144,12 @@ def _build_link(raw: Any, source: str, path: str) -> Link:
     endpoints = {}
     for role in roles:
         if role not in raw:
-            raise TopologyError(source, f"{path}.{role}", f"required key is missing ({link_type} links have {' and '.join(roles)})")
+            raise TopologyError(
+                source, f"{path}.{role}", f"required key is missing ({link_type} links have {' and '.join(roles)})"
+            )
         endpoints[role] = build(Endpoint, raw[role], source, f"{path}.{role}")
     params_data = {k: v for k, v in raw.items() if k not in ("name", "type", "emulated", *roles)}
-    params = build(LINK_PARAMS[link_type], params_data, source, path)
+    params: LinkParams = build(LINK_PARAMS[link_type], params_data, source, path)
     return Link(name=name, type=link_type, endpoints=endpoints, params=params, emulated=emulated)
 
 
@@ -169,18 +173,30 @@ def _check_references(topology: Topology) -> None:
         _no_duplicates(source, f"{base}.scratch_devices", (s.path for s in node.scratch_devices), what="path")
         for i, hba in enumerate(node.hbas):
             if hba.emulation == "fcoe" and not hba.netdev:
-                raise TopologyError(source, f"{base}.hbas[{i}].netdev", "an FCoE-emulated HBA needs the netdev that carries it")
+                raise TopologyError(
+                    source, f"{base}.hbas[{i}].netdev", "an FCoE-emulated HBA needs the netdev that carries it"
+                )
         if node.vm is not None:
             if node.vm.vcenter not in vcenter_names:
-                raise TopologyError(source, f"{base}.vm.vcenter", f"no vCenter named {node.vm.vcenter!r} under 'vcenters'")
+                raise TopologyError(
+                    source, f"{base}.vm.vcenter", f"no vCenter named {node.vm.vcenter!r} under 'vcenters'"
+                )
             if node.vm.esxi_host not in esxi_names:
-                raise TopologyError(source, f"{base}.vm.esxi_host", f"no ESXi host named {node.vm.esxi_host!r} under 'esxi_hosts'")
+                raise TopologyError(
+                    source, f"{base}.vm.esxi_host", f"no ESXi host named {node.vm.esxi_host!r} under 'esxi_hosts'"
+                )
         if "nvme_target" in node.roles and node.nvme_target is None:
-            raise TopologyError(source, f"{base}.nvme_target", "a node with role nvme_target must say which backend it runs (kernel or spdk)")
+            raise TopologyError(
+                source,
+                f"{base}.nvme_target",
+                "a node with role nvme_target must say which backend it runs (kernel or spdk)",
+            )
 
     for i, esxi in enumerate(topology.esxi_hosts):
         if esxi.vcenter not in vcenter_names:
-            raise TopologyError(source, f"esxi_hosts[{i}].vcenter", f"no vCenter named {esxi.vcenter!r} under 'vcenters'")
+            raise TopologyError(
+                source, f"esxi_hosts[{i}].vcenter", f"no vCenter named {esxi.vcenter!r} under 'vcenters'"
+            )
 
     for link in topology.links:
         _check_link(topology, link, node_names, vcenter_names)
@@ -196,25 +212,37 @@ def _check_link(topology: Topology, link: Link, node_names: set[str], vcenter_na
         needed_role = ENDPOINT_NODE_ROLE[(link.type, role)]
         if needed_role not in node.roles:
             raise TopologyError(
-                source, f"{base}.{role}.node", f"node {node.name!r} is used as {link.type} {role} but does not list role {needed_role!r}"
+                source,
+                f"{base}.{role}.node",
+                f"node {node.name!r} is used as {link.type} {role} but does not list role {needed_role!r}",
             )
         devices, kind = _endpoint_devices(link.type, node)
         if kind and end.device is None:
-            raise TopologyError(source, f"{base}.{role}.device", f"required: the {kind} of node {node.name!r} this link uses")
+            raise TopologyError(
+                source, f"{base}.{role}.device", f"required: the {kind} of node {node.name!r} this link uses"
+            )
         if end.device is not None and end.device not in devices:
             known = ", ".join(sorted(devices)) or "none"
-            raise TopologyError(source, f"{base}.{role}.device", f"node {node.name!r} has no {kind or 'device'} named {end.device!r} (it has: {known})")
+            raise TopologyError(
+                source,
+                f"{base}.{role}.device",
+                f"node {node.name!r} has no {kind or 'device'} named {end.device!r} (it has: {known})",
+            )
 
     params = link.params
     if isinstance(params, (FcNvmeParams, NvmetRdmaParams)):
         target = topology.node(link.end("target").node)
         scratch = {s.name for s in target.scratch_devices}
         if not params.namespaces:
-            raise TopologyError(source, f"{base}.namespaces", "list at least one scratch device of the target to export")
+            raise TopologyError(
+                source, f"{base}.namespaces", "list at least one scratch device of the target to export"
+            )
         for i, ns in enumerate(params.namespaces):
             if ns not in scratch:
                 raise TopologyError(
-                    source, f"{base}.namespaces[{i}]", f"node {target.name!r} has no scratch device named {ns!r}; only scratch devices are ever exported"
+                    source,
+                    f"{base}.namespaces[{i}]",
+                    f"node {target.name!r} has no scratch device named {ns!r}; only scratch devices are ever exported",
                 )
     if isinstance(params, PvrdmaParams) and params.vcenter not in vcenter_names:
         raise TopologyError(source, f"{base}.vcenter", f"no vCenter named {params.vcenter!r} under 'vcenters'")
@@ -234,7 +262,11 @@ def _endpoint_devices(link_type: str, node: Node) -> tuple[set[str], str]:
 
 def _check_credentials(source: str, base: str, node: Node) -> None:
     creds = node.credentials
-    ways = [w for w, on in (("key_file", creds.key_file), ("agent", creds.agent), ("password_env", creds.password_env)) if on]
+    ways = [
+        w
+        for w, on in (("key_file", creds.key_file), ("agent", creds.agent), ("password_env", creds.password_env))
+        if on
+    ]
     if len(ways) != 1:
         raise TopologyError(
             source,

@@ -1,0 +1,66 @@
+"""The frozen records tests receive from a link: what they may use, not how it was built.
+
+A test that asks for ``nvme_namespace`` gets an :class:`NvmeNamespace`; one that
+asks for ``rdma_pair`` gets an :class:`RdmaPair`. The pvrdma link hands out the
+same :class:`RdmaPair`, so one perftest body runs on every RDMA link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fabqual.executors.base import Executor
+from fabqual.topology.model import Link
+
+
+@dataclass(frozen=True)
+class NvmeNamespace:
+    """An NVMe namespace exported by a target and connected on a host.
+
+    ``scratch`` is true only when the exported device is declared scratch in the
+    topology: tests write to ``device`` only then.
+    """
+
+    link: Link
+    host: Executor = field(repr=False)
+    device: str  # e.g. /dev/nvme1n1 on the host
+    transport: str  # fc, rdma or tcp (nvme-cli's trtype)
+    subsystem_nqn: str
+    scratch: bool
+    controllers: tuple[str, ...] = ()  # nvme1, nvme2 (several with multipath)
+    size_bytes: int = 0
+    target_node: str = ""
+    facts: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class RdmaEndpoint:
+    """One end of an RDMA pair: the device, port and GID index perftest must use there."""
+
+    executor: Executor = field(repr=False)
+    device: str  # rxe0, qedr0, vmw_pvrdma0
+    port: int
+    gid_index: int
+    address: str  # IPv4 address of the netdev (the RoCE v2 GID's address)
+    netdev: str
+    rate_gbps: float | None = None  # from /sys/class/infiniband/<dev>/ports/<p>/rate
+    active_mtu: int | None = None
+
+    @property
+    def node(self) -> str:
+        return self.executor.node
+
+
+@dataclass(frozen=True)
+class RdmaPair:
+    """Two RDMA endpoints that reach each other over the link."""
+
+    link: Link
+    server: RdmaEndpoint
+    client: RdmaEndpoint
+
+    @property
+    def line_rate_gbps(self) -> float | None:
+        """The slower end's port rate: what a bandwidth threshold is a fraction of."""
+        rates = [r for r in (self.server.rate_gbps, self.client.rate_gbps) if r]
+        return min(rates) if rates else None
