@@ -1,0 +1,767 @@
+"""vCenter driver for the PVRDMA link (pyvmomi).
+
+Brings up what the seeds click together in the vSphere client: a 7.0 vDS with a
+port group, both hosts with their RDMA uplink, the vmknic on the port group,
+``Net.PVRDMAVmknic``, the ``pvrdma`` firewall ruleset, and on each VM "Reserve
+all guest memory" plus a PVRDMA adapter on the port group.
+
+Every step reads first and changes only what differs, reads back after a change,
+and records how to undo it in a journal; :meth:`VCenterDriver.teardown` replays
+the journal in reverse, also after a failure half-way. Steps a server does not
+implement (VMware's simulator lacks several) raise, unless the driver was told it
+talks to a simulator (``tolerate_unimplemented``): then they are listed in
+:attr:`Changes.unsupported` with the server's own fault as the reason.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim, vmodl
+
+from fabqual.errors import DriverError, LabError
+from fabqual.executors.base import log_step
+from fabqual.vsphere import specs
+
+log = logging.getLogger("fabqual.vsphere")
+T = TypeVar("T")
+
+HostPlan = tuple[str, str, str, str]  # (host name, uplink pnic, vmknic, vmknic address "a.b.c.d/nn")
+
+# Faults meaning "this server does not implement that", as opposed to "you asked wrongly".
+_UNIMPLEMENTED = (vmodl.fault.MethodNotFound, vmodl.fault.NotSupported)
+
+
+class Unimplemented(DriverError):
+    """The server lacks a call (MethodNotFound/NotSupported); carries the fault's text."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Change:
+    target: str  # e.g. "host DC0_C0_H0", "switch DSwitch_PVRDMA"
+    action: str
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    target: str
+    step: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.step}: {self.reason}"
+
+
+@dataclass
+class Changes:
+    """What one ``configure_pvrdma`` run changed, and which steps the server could not do."""
+
+    changed: list[Change] = field(default_factory=list)
+    unsupported: list[Unsupported] = field(default_factory=list)
+
+    @property
+    def nothing_changed(self) -> bool:
+        return not self.changed
+
+    def summary(self) -> str:
+        if not self.changed:
+            return "nothing changed"
+        return f"{len(self.changed)} change(s): " + "; ".join(f"{c.target}: {c.action}" for c in self.changed)
+
+
+def fault_text(fault: BaseException) -> str:
+    """``InvalidLogin: Login failure`` from a vSphere fault (type name, then the server's message)."""
+    name = getattr(fault, "_wsdlName", type(fault).__name__)
+    msg = getattr(fault, "msg", None) or ""
+    if not msg and getattr(fault, "faultMessage", None):
+        msg = "; ".join(m.message for m in getattr(fault, "faultMessage", []) if getattr(m, "message", None))
+    return f"{name}: {msg}" if msg else name
+
+
+def _moid(obj: Any) -> str:
+    return str(getattr(obj, "_moId", obj))
+
+
+class VCenterDriver:
+    """One vCenter (or vcsim) session and the PVRDMA configuration it owns."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int = 443,
+        user: str = "administrator@vsphere.local",
+        password: str = "",
+        *,
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        thumbprint: str | None = None,
+        datacenter: str | None = None,
+        dvs_version: str | None = None,
+        task_timeout: float = 300.0,
+        http_timeout: float = 60.0,
+        tolerate_unimplemented: bool = False,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.user = user
+        self.password = password
+        self.verify_tls = verify_tls
+        self.ca_file = ca_file
+        self.thumbprint = thumbprint
+        self.datacenter_name = datacenter
+        self.dvs_version = dvs_version  # None: the newest 7.0.x the vCenter offers
+        self.task_timeout = task_timeout
+        self.http_timeout = http_timeout
+        self.tolerate_unimplemented = tolerate_unimplemented
+        self.name = f"vCenter {address}:{port}"
+        self._si: Any = None
+        self._content: Any = None
+        self._journal: list[tuple[str, Callable[[], None]]] = []
+        self._changes = Changes()
+        self.relogins = 0
+
+    # -- session -------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Log in; TLS is verified (system CAs, ``ca_file``, or a pinned ``thumbprint``) unless opted out."""
+        kwargs: dict[str, Any] = {"httpConnectionTimeout": self.http_timeout}
+        if not self.verify_tls:
+            log.warning("%s: TLS certificate verification is off (verify_tls: false in the topology)", self.name)
+            kwargs["disableSslCertValidation"] = True
+        elif self.thumbprint:
+            # Pinning: pyvmomi compares the peer certificate's digest itself.
+            kwargs["sslContext"] = ssl._create_unverified_context()
+            kwargs["thumbprint"] = self.thumbprint.replace(":", "").lower()
+        else:
+            # Always an explicit context: pyvmomi skips verification for 127.0.0.1 otherwise.
+            kwargs["sslContext"] = ssl.create_default_context(cafile=self.ca_file)
+        try:
+            self._si = SmartConnect(host=self.address, port=self.port, user=self.user, pwd=self.password, **kwargs)
+        except vim.fault.InvalidLogin as exc:
+            raise LabError(
+                f"{self.name}: login as {self.user!r} rejected ({fault_text(exc)}); "
+                "check the user and password of this vCenter in the topology"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise LabError(
+                f"{self.name}: TLS certificate not trusted ({exc.verify_message}); give its CA file or thumbprint "
+                "in the topology, or set verify_tls: false for this vCenter"
+            ) from None
+        except vim.fault.SSLVerifyFault as exc:
+            raise LabError(
+                f"{self.name}: TLS certificate does not match the pinned thumbprint ({fault_text(exc)})"
+            ) from None
+        except vmodl.MethodFault as exc:
+            raise LabError(f"{self.name}: login failed: {fault_text(exc)}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise LabError(
+                f"{self.name} unreachable: {exc}; check the address and port, and that vCenter is running"
+            ) from None
+        self._content = self._si.RetrieveContent()
+        log_step(self.name, f"connected as {self.user} ({self._content.about.fullName})")
+
+    def close(self) -> None:
+        if self._si is not None:
+            try:
+                Disconnect(self._si)
+            except Exception as exc:
+                log.debug("%s: disconnect: %s", self.name, exc)
+            self._si = None
+
+    @property
+    def service_instance(self) -> Any:
+        if self._si is None:
+            raise DriverError(f"{self.name}: not connected; call connect() first")
+        return self._si
+
+    def _relogin(self) -> None:
+        # Same stub, new session cookie: every managed object already held stays valid.
+        log_step(self.name, "session expired (NotAuthenticated); logging in again")
+        try:
+            self._content.sessionManager.Login(self.user, self.password)
+        except vmodl.MethodFault as exc:
+            raise LabError(f"{self.name}: re-login as {self.user!r} failed: {fault_text(exc)}") from None
+        self.relogins += 1
+
+    def _call(self, target: str, what: str, fn: Callable[[], T]) -> T:
+        """Run one remote interaction; re-login once on an expired session; map faults to one line."""
+        self.service_instance  # noqa: B018 - raises when not connected
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except vim.fault.NotAuthenticated:
+                if attempt == 2:
+                    raise DriverError(f"{self.name}: {target}: {what}: session rejected again after re-login") from None
+                self._relogin()
+            except _UNIMPLEMENTED as exc:
+                raise Unimplemented(f"{self.name}: {target}: {what}: {fault_text(exc)}", fault_text(exc)) from None
+            except vmodl.MethodFault as exc:
+                raise DriverError(f"{self.name}: {target}: {what} failed: {fault_text(exc)}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise LabError(f"{self.name} unreachable during {what} on {target}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def _wait(self, target: str, what: str, start: Callable[[], Any]) -> Any:
+        """Start a task and wait for it under our own deadline (pyvmomi's wait can hang)."""
+        task = self._call(target, what, start)
+        deadline = time.monotonic() + self.task_timeout
+        delay = 0.05
+        while True:
+            info = self._call(target, f"{what} (task {_moid(task)})", lambda: task.info)
+            if info.state == vim.TaskInfo.State.success:
+                return info.result
+            if info.state == vim.TaskInfo.State.error:
+                fault = info.error
+                if isinstance(fault, _UNIMPLEMENTED):
+                    raise Unimplemented(f"{self.name}: {target}: {what}: {fault_text(fault)}", fault_text(fault))
+                raise DriverError(f"{self.name}: {target}: {what} failed: {fault_text(fault)}")
+            if time.monotonic() > deadline:
+                try:
+                    task.CancelTask()
+                except vmodl.MethodFault as exc:
+                    log.debug("cancel %s: %s", _moid(task), fault_text(exc))
+                raise DriverError(
+                    f"{self.name}: {target}: {what} did not finish within {self.task_timeout:.0f}s "
+                    f"(task {_moid(task)} {info.state}, {info.progress or 0}%); look at the task in vCenter"
+                )
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    # -- journal ---------------------------------------------------------------------------
+
+    def _record(self, target: str, action: str, undo_what: str, undo: Callable[[], None]) -> None:
+        self._changes.changed.append(Change(target, action))
+        self._journal.append((f"{target}: {undo_what}", undo))
+        log_step(self.name, f"{target}: {action}")
+
+    def _unsupported(self, target: str, step: str, reason: str) -> None:
+        if not self.tolerate_unimplemented:
+            raise DriverError(f"{self.name}: {target}: {step}: {reason}")
+        self._changes.unsupported.append(Unsupported(target, step, reason))
+        log.info("%s: %s: %s not possible here: %s", self.name, target, step, reason)
+
+    def teardown(self) -> None:
+        """Undo every recorded change in reverse order; keep going past failures, report them at the end."""
+        failures: list[str] = []
+        while self._journal:
+            what, undo = self._journal.pop()
+            log_step(self.name, f"undo {what}")
+            try:
+                undo()
+            except (DriverError, LabError) as exc:
+                failures.append(f"{what}: {exc}")
+        if failures:
+            raise DriverError(
+                f"{self.name}: teardown could not undo {len(failures)} change(s): " + " | ".join(failures)
+            )
+
+    @property
+    def pending_undo(self) -> list[str]:
+        return [what for what, _ in self._journal]
+
+    # -- finding things --------------------------------------------------------------------
+
+    def _view(self, root: Any, kind: type) -> list[Any]:
+        def read() -> list[Any]:
+            view = self._content.viewManager.CreateContainerView(root, [kind], True)
+            try:
+                return list(view.view)
+            finally:
+                view.Destroy()
+
+        return self._call(self.name, f"list {kind.__name__}", read)
+
+    def _datacenter(self) -> Any:
+        dcs = self._view(self._content.rootFolder, vim.Datacenter)
+        names = [str(self._call("datacenter", "read name", lambda d=d: d.name)) for d in dcs]  # type: ignore[misc]
+        if self.datacenter_name is None:
+            if len(dcs) != 1:
+                raise DriverError(f"{self.name}: {len(dcs)} datacenters ({', '.join(names)}); name one in the topology")
+            return dcs[0]
+        for dc, name in zip(dcs, names, strict=True):
+            if name == self.datacenter_name:
+                return dc
+        raise DriverError(f"{self.name}: no datacenter {self.datacenter_name!r} (has: {', '.join(names) or 'none'})")
+
+    def _by_name(self, root: Any, kind: type, name: str, what: str) -> Any:
+        objs = self._view(root, kind)
+        names = [str(self._call(what, "read name", lambda o=o: o.name)) for o in objs]  # type: ignore[misc]
+        for obj, n in zip(objs, names, strict=True):
+            if n == name:
+                return obj
+        raise DriverError(f"{self.name}: no {what} {name!r} in the datacenter (has: {', '.join(sorted(names))})")
+
+    # -- the bring-up ----------------------------------------------------------------------
+
+    def configure_pvrdma(
+        self, switch: str, portgroup: str, mtu: int, hosts: Sequence[HostPlan], vms: Sequence[str]
+    ) -> Changes:
+        """Make the vCenter match the PVRDMA recipe; returns what changed (``nothing changed`` on a rerun)."""
+        self._changes = Changes()
+        dc = self._datacenter()
+        # Resolve every named object first: a typo fails before anything is touched.
+        host_objs = [(self._by_name(dc.hostFolder, vim.HostSystem, plan[0], "host"), plan) for plan in hosts]
+        vm_objs = [(self._by_name(dc.vmFolder, vim.VirtualMachine, name, "VM"), name) for name in vms]
+        dvs = self._ensure_switch(dc, switch, mtu)
+        pg = self._ensure_portgroup(dvs, switch, portgroup)
+        for host, (host_name, uplink, _vmk, _ip) in host_objs:
+            self._ensure_member(dvs, switch, host, host_name, uplink)
+        for host, (host_name, uplink, vmk, ip) in host_objs:
+            device = self._ensure_vmknic(dvs, pg, host, host_name, vmk, ip, mtu, uplink)
+            self._ensure_option(host, host_name, device)
+            self._ensure_firewall(host, host_name)
+            self._check_rdma_device(host, host_name, uplink)
+        for vm, vm_name in vm_objs:
+            self._ensure_vm(vm, vm_name, dvs, pg)
+        log_step(self.name, f"PVRDMA configuration: {self._changes.summary()}")
+        return self._changes
+
+    def _newest_dvs_version(self) -> str:
+        if self.dvs_version:
+            return self.dvs_version
+        try:
+            offered = self._call(
+                self.name,
+                "QueryAvailableDvsSpec",
+                lambda: self._content.dvSwitchManager.QueryAvailableDvsSpec(recommended=True),
+            )
+        except Unimplemented as exc:
+            self._unsupported("DVS manager", "list the vDS versions offered (using 7.0.0)", exc.reason)
+            return "7.0.0"
+        versions = sorted(
+            (s.version for s in offered if s.version.startswith("7.0")), key=lambda v: [int(x) for x in v.split(".")]
+        )
+        if not versions:
+            raise DriverError(f"{self.name}: offers no 7.0 vDS (offers: {[s.version for s in offered]})")
+        return versions[-1]
+
+    def _ensure_switch(self, dc: Any, switch: str, mtu: int) -> Any:
+        target = f"switch {switch}"
+        found = [d for d in self._view(dc.networkFolder, vim.DistributedVirtualSwitch) if d.name == switch]
+        if found:
+            dvs = found[0]
+        else:
+            version = self._newest_dvs_version()
+            dvs = self._wait(
+                target,
+                "CreateDVS_Task",
+                lambda: dc.networkFolder.CreateDVS_Task(specs.dvs_create_spec(switch, version, mtu)),
+            )
+            self._record(
+                target, f"created (vDS {version}, MTU {mtu})", "destroy", lambda: self._destroy_switch(dvs, target)
+            )
+        version = self._call(target, "read version", lambda: dvs.summary.productInfo.version)
+        if not str(version).startswith("7.0"):
+            raise DriverError(
+                f"{self.name}: {target} is vDS {version}; PVRDMA here needs a 7.0 vDS: upgrade it or pick another name"
+            )
+        current = self._call(target, "read maxMtu", lambda: dvs.config.maxMtu)
+        if current != mtu:
+            self._wait(
+                target,
+                f"set MTU {mtu}",
+                lambda: dvs.ReconfigureDvs_Task(specs.dvs_mtu_spec(dvs.config.configVersion, mtu)),
+            )
+            after = self._call(target, "read maxMtu", lambda: dvs.config.maxMtu)
+            if after != mtu:
+                self._unsupported(target, f"set MTU {mtu}", f"server kept maxMtu={after} after ReconfigureDvs_Task")
+            elif found:
+                self._record(
+                    target,
+                    f"MTU {current} -> {mtu}",
+                    f"MTU back to {current}",
+                    lambda: self._wait(
+                        target,
+                        f"restore MTU {current}",
+                        lambda: dvs.ReconfigureDvs_Task(specs.dvs_mtu_spec(dvs.config.configVersion, current)),
+                    ),
+                )
+        return dvs
+
+    def _destroy_switch(self, dvs: Any, target: str) -> None:
+        # Port groups other than the uplink one go first: a real vCenter removes them with the
+        # switch anyway, and vcsim (which leaves its uplink group out of config.uplinkPortgroup)
+        # would otherwise keep them, and crash when they are destroyed afterwards.
+        uplinks = {_moid(p) for p in self._call(target, "read uplink port groups", lambda: dvs.config.uplinkPortgroup)}
+        for pg in self._call(target, "read port groups", lambda: list(dvs.portgroup)):
+            if _moid(pg) not in uplinks:
+                self._wait(f"port group {pg.name}", "Destroy_Task", pg.Destroy_Task)
+        self._wait(target, "Destroy_Task", dvs.Destroy_Task)
+
+    def _ensure_portgroup(self, dvs: Any, switch: str, portgroup: str) -> Any:
+        target = f"port group {portgroup} on {switch}"
+
+        def find() -> Any:
+            return next(
+                (p for p in self._call(target, "read", lambda: list(dvs.portgroup)) if p.name == portgroup), None
+            )
+
+        pg = find()
+        if pg is None:
+            self._wait(
+                target, "AddDVPortgroup_Task", lambda: dvs.AddDVPortgroup_Task([specs.portgroup_spec(portgroup)])
+            )
+            pg = find()
+            if pg is None:
+                raise DriverError(f"{self.name}: {target}: not there after AddDVPortgroup_Task succeeded")
+            created = pg
+            self._record(target, "created", "destroy", lambda: self._wait(target, "Destroy_Task", created.Destroy_Task))
+        return pg
+
+    def _uplink_portgroup_key(self, dvs: Any, target: str) -> str | None:
+        pgs = self._call(target, "read uplink port groups", lambda: list(dvs.config.uplinkPortgroup))
+        return str(pgs[0].key) if pgs else None
+
+    def _ensure_member(self, dvs: Any, switch: str, host: Any, host_name: str, uplink: str) -> None:
+        target = f"host {host_name}"
+        network = self._call(target, "read network config", lambda: host.config.network)
+        pnics = [p.device for p in network.pnic]
+        if uplink not in pnics:
+            raise DriverError(
+                f"{self.name}: {target} has no physical NIC {uplink!r} (has: {', '.join(pnics)}); fix its uplink"
+            )
+        on_vss = any(v.spec.bridge and uplink in list(v.spec.bridge.nicDevice or []) for v in network.vswitch)
+        members = {_moid(h) for h in self._call(switch, "read members", lambda: list(dvs.summary.hostMember))}
+        uplink_key = self._uplink_portgroup_key(dvs, f"switch {switch}")
+        if _moid(host) not in members:
+            # A pnic still on a standard switch moves later, together with its vmknic.
+            backing = None if on_vss else uplink
+            self._wait(
+                target,
+                f"add to {switch}",
+                lambda: dvs.ReconfigureDvs_Task(
+                    specs.host_member_spec(dvs.config.configVersion, "add", host, backing, uplink_key)
+                ),
+            )
+            self._record(
+                target,
+                f"added to {switch}" + (f" with uplink {uplink}" if backing else ""),
+                f"remove from {switch}",
+                lambda: self._wait(
+                    target,
+                    f"remove from {switch}",
+                    lambda: dvs.ReconfigureDvs_Task(specs.host_member_spec(dvs.config.configVersion, "remove", host)),
+                ),
+            )
+        if on_vss:
+            return
+        current = self._proxy_pnics(host, target, dvs)
+        if uplink in current:
+            return
+        try:
+            self._wait(
+                target,
+                f"set uplink {uplink} on {switch}",
+                lambda: dvs.ReconfigureDvs_Task(
+                    specs.host_member_spec(dvs.config.configVersion, "edit", host, uplink, uplink_key)
+                ),
+            )
+        except Unimplemented as exc:
+            self._unsupported(target, f"assign uplink {uplink} on {switch}", exc.reason)
+            return
+        if uplink not in self._proxy_pnics(host, target, dvs):
+            self._unsupported(target, f"assign uplink {uplink} on {switch}", "host shows no proxy switch with it")
+            return
+        previous = current[0] if current else None
+        self._record(
+            target,
+            f"uplink {uplink} on {switch}",
+            f"uplink back to {previous or 'none'}",
+            lambda: self._wait(
+                target,
+                "restore uplink",
+                lambda: dvs.ReconfigureDvs_Task(
+                    specs.host_member_spec(
+                        dvs.config.configVersion, "edit", host, previous, uplink_key if previous else None
+                    )
+                ),
+            ),
+        )
+
+    def _proxy_pnics(self, host: Any, target: str, dvs: Any) -> list[str]:
+        uuid = self._call(target, "read switch uuid", lambda: dvs.uuid)
+        proxies = self._call(target, "read proxy switches", lambda: list(host.config.network.proxySwitch))
+        keyed = {p.key: p.device for p in self._call(target, "read pnics", lambda: list(host.config.network.pnic))}
+        return [keyed.get(k, k) for p in proxies if p.dvsUuid == uuid for k in (p.pnic or [])]
+
+    def _ensure_vmknic(
+        self, dvs: Any, pg: Any, host: Any, host_name: str, device: str, address: str, mtu: int, uplink: str
+    ) -> str:
+        target = f"host {host_name}"
+        uuid, key = dvs.uuid, pg.key
+        ns = host.configManager.networkSystem
+        want_ip = specs.ip_config(address)
+
+        def vnic(name: str) -> Any:
+            return next(
+                (v for v in self._call(target, "read vmknics", lambda: host.config.network.vnic) if v.device == name),
+                None,
+            )
+
+        current = vnic(device)
+        if current is None:
+            try:
+                created = self._call(
+                    target,
+                    f"AddVirtualNic on {pg.name}",
+                    lambda: ns.AddVirtualNic(portgroup="", nic=specs.vmknic_spec(uuid, key, address, mtu)),
+                )
+            except Unimplemented as exc:
+                self._unsupported(target, f"create {device} on {pg.name}", exc.reason)
+                return device
+            self._record(
+                target,
+                f"created {created} ({address}, MTU {mtu}) on {pg.name}",
+                f"remove {created}",
+                lambda: self._call(target, f"RemoveVirtualNic {created}", lambda: ns.RemoveVirtualNic(device=created)),
+            )
+            if created != device:
+                log.warning("%s: %s: ESXi named the new vmknic %s, not %s", self.name, target, created, device)
+            self._verify_vmknic(vnic(created), target, uuid, key, want_ip, mtu)
+            return str(created)
+        port = current.spec.distributedVirtualPort
+        on_pg = port is not None and port.switchUuid == uuid and port.portgroupKey == key
+        ip_ok = current.spec.ip.ipAddress == want_ip.ipAddress and current.spec.ip.subnetMask == want_ip.subnetMask
+        if on_pg and ip_ok and current.spec.mtu == mtu:
+            return device
+        old_spec, old_pg = current.spec, current.portgroup or ""
+        network = self._call(target, "read network config", lambda: host.config.network)
+        vss = next(
+            (v for v in network.vswitch if v.spec.bridge and uplink in list(v.spec.bridge.nicDevice or [])), None
+        )
+        if not on_pg and vss is not None:
+            # The seeds' layout: vmknic and its pnic on a standard switch; move both in one call.
+            vss_pg = next((p for p in network.portgroup if p.spec.name == old_pg), None)
+            config = specs.vmknic_migration_config(
+                device, uuid, key, uplink, self._uplink_portgroup_key(dvs, target), vss, vss_pg
+            )
+            self._call(
+                target, f"migrate {device}+{uplink} to {pg.name}", lambda: ns.UpdateNetworkConfig(config, "modify")
+            )
+            restore = specs.vmknic_restore_config(device, old_spec, old_pg)
+            self._record(
+                target,
+                f"migrated {device} and {uplink} from {vss.name} to {pg.name}",
+                f"{device} back to {old_pg}",
+                lambda: self._call(target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")),
+            )
+        else:
+            try:
+                self._call(
+                    target,
+                    f"UpdateVirtualNic {device}",
+                    lambda: ns.UpdateVirtualNic(device=device, nic=specs.vmknic_spec(uuid, key, address, mtu)),
+                )
+            except Unimplemented as exc:
+                self._unsupported(target, f"move {device} to {pg.name}", exc.reason)
+                return device
+            restore = specs.vmknic_restore_config(device, old_spec, old_pg)
+            self._record(
+                target,
+                f"{device} set to {address}, MTU {mtu} on {pg.name}",
+                f"{device} back to its old settings",
+                lambda: self._call(target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")),
+            )
+        self._verify_vmknic(vnic(device), target, uuid, key, want_ip, mtu)
+        return device
+
+    def _verify_vmknic(self, nic: Any, target: str, uuid: str, key: str, ip: Any, mtu: int) -> None:
+        port = nic.spec.distributedVirtualPort if nic is not None else None
+        if (
+            nic is None
+            or port is None
+            or (port.switchUuid, port.portgroupKey) != (uuid, key)
+            or nic.spec.ip.ipAddress != ip.ipAddress
+            or nic.spec.mtu != mtu
+        ):
+            raise DriverError(f"{self.name}: {target}: vmknic read back wrong after the change: {nic and nic.spec}")
+
+    def _ensure_option(self, host: Any, host_name: str, device: str) -> None:
+        target = f"host {host_name}"
+        om = host.configManager.advancedOption
+
+        def read() -> str | None:
+            try:
+                return str(om.QueryOptions(specs.PVRDMA_OPTION)[0].value)
+            except vim.fault.InvalidName:
+                return None  # not set yet (vcsim); ESXi >= 6.5 always has it, default ""
+
+        current = self._call(target, f"read {specs.PVRDMA_OPTION}", read)
+        if current == device:
+            return
+        self._call(
+            target, f"set {specs.PVRDMA_OPTION}={device}", lambda: om.UpdateOptions(specs.advanced_option(device))
+        )
+        after = self._call(target, f"read {specs.PVRDMA_OPTION}", read)
+        if after != device:
+            raise DriverError(f"{self.name}: {target}: {specs.PVRDMA_OPTION} reads {after!r} after setting {device!r}")
+        old = current or ""
+        self._record(
+            target,
+            f"{specs.PVRDMA_OPTION} {current!r} -> {device!r}",
+            f"{specs.PVRDMA_OPTION} back to {old!r}",
+            lambda: self._call(
+                target, f"reset {specs.PVRDMA_OPTION}", lambda: om.UpdateOptions(specs.advanced_option(old))
+            ),
+        )
+
+    def _ensure_firewall(self, host: Any, host_name: str) -> None:
+        target = f"host {host_name}"
+        fw = host.configManager.firewallSystem
+
+        def enabled() -> bool:
+            rulesets = self._call(target, "read firewall", lambda: list(fw.firewallInfo.ruleset))
+            found = next((r for r in rulesets if r.key == specs.PVRDMA_RULESET), None)
+            if found is None:
+                raise DriverError(
+                    f"{self.name}: {target} has no firewall ruleset {specs.PVRDMA_RULESET!r}; it needs ESXi >= 6.5"
+                )
+            return bool(found.enabled)
+
+        if enabled():
+            return
+        self._call(target, "EnableRuleset pvrdma", lambda: fw.EnableRuleset(id=specs.PVRDMA_RULESET))
+        if not enabled():
+            raise DriverError(f"{self.name}: {target}: firewall ruleset pvrdma still disabled after EnableRuleset")
+        self._record(
+            target,
+            "firewall ruleset pvrdma enabled",
+            "disable firewall ruleset pvrdma",
+            lambda: self._call(target, "DisableRuleset pvrdma", lambda: fw.DisableRuleset(id=specs.PVRDMA_RULESET)),
+        )
+
+    def _check_rdma_device(self, host: Any, host_name: str, uplink: str) -> None:
+        """Read-only: the host's RDMA device paired with the uplink must exist and be active."""
+        target = f"host {host_name}"
+        devices = self._call(target, "read rdmaDevice", lambda: list(host.config.network.rdmaDevice or []))
+        paired = [
+            d
+            for d in devices
+            if isinstance(d.backing, vim.host.RdmaDevice.PnicBacking) and str(d.backing.pairedUplink).endswith(uplink)
+        ]
+        if not devices:
+            if self.tolerate_unimplemented:
+                self._unsupported(
+                    target, f"read the RDMA device paired with {uplink}", "host.config.network.rdmaDevice is empty"
+                )
+                return
+            raise DriverError(
+                f"{self.name}: {target} shows no RDMA device; install the qedrntv driver, set enable_roce=1 on qedentv "
+                "and reboot the host"
+            )
+        if not paired:
+            names = ", ".join(f"{d.device}" for d in devices)
+            raise DriverError(f"{self.name}: {target}: no RDMA device is paired with {uplink} (has: {names})")
+        state = paired[0].connectionInfo.state if paired[0].connectionInfo else "unknown"
+        if state != "active":
+            raise DriverError(
+                f"{self.name}: {target}: RDMA device {paired[0].device} on {uplink} is {state}; "
+                "check the cable and the switch port"
+            )
+
+    def _ensure_vm(self, vm: Any, vm_name: str, dvs: Any, pg: Any) -> None:
+        target = f"VM {vm_name}"
+        uuid, key = dvs.uuid, pg.key
+
+        def read() -> tuple[Any, list[Any]]:
+            config = self._call(target, "read config", lambda: vm.config)
+            nics = [d for d in config.hardware.device if isinstance(d, vim.vm.device.VirtualVmxnet3Vrdma)]
+            return config, nics
+
+        def on_pg(nic: Any) -> bool:
+            port = getattr(nic.backing, "port", None)
+            return port is not None and port.switchUuid == uuid and port.portgroupKey == key
+
+        config, nics = read()
+        locked_before = bool(config.memoryReservationLockedToMax)
+        add = edit = None
+        old_backing = None
+        if not nics:
+            add = specs.pvrdma_nic(uuid, key, int(config.version.split("-")[1]))
+        elif not on_pg(nics[0]):
+            # Only one PVRDMA device per VM (VMware KB 328676): re-point the one there is.
+            edit, old_backing = nics[0], nics[0].backing
+            edit.backing = vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
+                port=specs.dv_port(uuid, key)
+            )
+        if locked_before and add is None and edit is None:
+            self._verify_vm(config, target, nics)
+            return
+        spec = specs.vm_pvrdma_spec(None if locked_before else True, add=add, edit=edit)
+        keys_before = {d.key for d in config.hardware.device}
+        self._wait(target, "ReconfigVM_Task (PVRDMA NIC, memory locked)", lambda: vm.ReconfigVM_Task(spec=spec))
+        config, nics = read()
+        if not (nics and on_pg(nics[0]) and config.memoryReservationLockedToMax):
+            raise DriverError(f"{self.name}: {target}: PVRDMA NIC/memory lock read back wrong after ReconfigVM_Task")
+        added = next((d for d in nics if d.key not in keys_before), None) if add is not None else None
+        if add is not None and added is None:
+            raise DriverError(f"{self.name}: {target}: the new PVRDMA NIC is not in the VM's devices after reconfigure")
+
+        def undo() -> None:
+            device = None
+            if added is not None:
+                device = next((d for d in read()[1] if d.key == added.key), None)
+            restore = None
+            if old_backing is not None:
+                restore = next((d for d in read()[1] if edit is not None and d.key == edit.key), None)
+                if restore is not None:
+                    restore.backing = old_backing
+            back = specs.vm_pvrdma_spec(None if locked_before else False, remove=device, edit=restore)
+            self._wait(target, "ReconfigVM_Task (undo PVRDMA)", lambda: vm.ReconfigVM_Task(spec=back))
+
+        actions = [a for a, done in (("PVRDMA NIC added", add), ("PVRDMA NIC moved", edit)) if done is not None]
+        if not locked_before:
+            actions.append("all guest memory reserved")
+        self._record(target, ", ".join(actions) + f" on {pg.name}", "undo PVRDMA NIC and memory lock", undo)
+        self._verify_vm(config, target, nics)
+
+    def _verify_vm(self, config: Any, target: str, nics: list[Any]) -> None:
+        if len(nics) > 1:
+            raise DriverError(f"{self.name}: {target} has {len(nics)} PVRDMA NICs; VMware allows one per VM")
+        reserved, size = config.memoryAllocation.reservation, config.hardware.memoryMB
+        if reserved != size:
+            self._unsupported(
+                target, "reserve all guest memory", f"memoryAllocation.reservation={reserved} MB, memory={size} MB"
+            )
+
+    # -- report ------------------------------------------------------------------------
+
+    def inventory(self) -> dict[str, Any]:
+        """vCenter and ESXi builds and the datacenter's hosts, for the qualification report."""
+        about = self._call(self.name, "read about", lambda: self._content.about)
+        dc = self._datacenter()
+        hosts = []
+        for host in self._view(dc.hostFolder, vim.HostSystem):
+            product: Any = self._call("host", "read product", lambda h=host: h.config.product)  # type: ignore[misc]
+            rdma: Any = self._call("host", "read rdma", lambda h=host: list(h.config.network.rdmaDevice or []))  # type: ignore[misc]
+            hosts.append(
+                {
+                    "name": host.name,
+                    "product": product.fullName,
+                    "version": product.version,
+                    "build": product.build,
+                    "rdma_devices": [{"device": d.device, "driver": d.driver} for d in rdma],
+                }
+            )
+        return {
+            "vcenter": {
+                "address": f"{self.address}:{self.port}",
+                "product": about.fullName,
+                "version": about.version,
+                "build": about.build,
+                "api_version": about.apiVersion,
+            },
+            "datacenter": dc.name,
+            "hosts": sorted(hosts, key=lambda h: h["name"]),
+        }
