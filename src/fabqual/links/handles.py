@@ -7,10 +7,25 @@ same :class:`RdmaPair`, so one perftest body runs on every RDMA link.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fabqual.executors.base import Executor
 from fabqual.topology.model import Link
+
+
+@dataclass(frozen=True)
+class FabricFault:
+    """A way to take the link's fabric away and give it back (for fault tests).
+
+    ``inject`` breaks the path between host and target (fcloop remote port
+    deleted, RDMA netdev set down); ``repair`` restores it and waits until the
+    host's controllers are live again. Teardown repairs too, if a test did not.
+    """
+
+    description: str
+    inject: Callable[[], None] = field(repr=False)
+    repair: Callable[[], None] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class NvmeNamespace:
     controllers: tuple[str, ...] = ()  # nvme1, nvme2 (several with multipath)
     size_bytes: int = 0
     target_node: str = ""
+    fault: FabricFault | None = None
     facts: dict[str, str] = field(default_factory=dict, compare=False)
 
 

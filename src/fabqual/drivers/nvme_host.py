@@ -1,0 +1,322 @@
+"""NVMe-oF host side through nvme-cli: discover, connect, find the namespace, disconnect.
+
+The JSON nvme-cli prints changed between 1.x and 2.x (``list`` went from a flat
+``Devices`` list to, with ``-v``, a nested host/subsystem/controller tree;
+``list-subsys`` went from one object whose ``Subsystems`` list mixed subsystem
+and path objects to a list of hosts). The parsers here accept every shape
+and are tested on captured outputs of each.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fabqual.drivers.journal import Journal, modprobe
+from fabqual.errors import CommandError, DriverError, LabError, ParseError
+from fabqual.executors.base import Executor, log_step
+
+
+@dataclass(frozen=True)
+class NvmePath:
+    """One controller of a subsystem: nvme1, transport, address, state (live, connecting, ...)."""
+
+    name: str
+    transport: str
+    address: str
+    state: str
+
+
+@dataclass(frozen=True)
+class NvmeSubsystem:
+    name: str  # nvme-subsys1
+    nqn: str
+    paths: tuple[NvmePath, ...]
+
+
+@dataclass(frozen=True)
+class NvmeDevice:
+    """A namespace block device as ``nvme list`` shows it."""
+
+    path: str  # /dev/nvme1n1
+    nsid: int | None
+    model: str
+    serial: str
+    size_bytes: int | None
+
+
+@dataclass(frozen=True)
+class DiscoveryRecord:
+    trtype: str
+    traddr: str
+    trsvcid: str
+    subnqn: str
+    subtype: str
+
+
+def _loads(tool: str, text: str) -> Any:
+    """JSON from nvme-cli; warnings it may print before the JSON are skipped."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        raise ParseError(tool, "no JSON in the output", text)
+    try:
+        return json.JSONDecoder().raw_decode(text[start:])[0]
+    except json.JSONDecodeError as error:
+        raise ParseError(tool, f"invalid JSON ({error.msg} at {error.pos})", text) from None
+
+
+def _path(raw: dict[str, Any]) -> NvmePath:
+    return NvmePath(
+        name=str(raw.get("Name", "")),
+        transport=str(raw.get("Transport", "")),
+        address=str(raw.get("Address", "")),
+        state=str(raw.get("State", "")),
+    )
+
+
+def parse_list_subsys(text: str) -> list[NvmeSubsystem]:
+    """``nvme list-subsys -o json`` of nvme-cli 1.x or 2.x → subsystems with their paths."""
+    data = _loads("nvme list-subsys", text)
+    if isinstance(data, list):  # 2.x: one object per host
+        raw_subsystems = [s for host in data for s in host.get("Subsystems", [])]
+    elif isinstance(data, dict):
+        raw_subsystems = list(data.get("Subsystems", []))
+    else:
+        raise ParseError("nvme list-subsys", f"expected an object or a list, got {type(data).__name__}", text)
+    subsystems: list[NvmeSubsystem] = []
+    for raw in raw_subsystems:
+        if "NQN" in raw:
+            subsystems.append(
+                NvmeSubsystem(str(raw.get("Name", "")), str(raw["NQN"]), tuple(_path(p) for p in raw.get("Paths", [])))
+            )
+        elif "Paths" in raw and subsystems:
+            # nvme-cli <= 1.8 put a subsystem's paths in the next list element.
+            last = subsystems[-1]
+            subsystems[-1] = NvmeSubsystem(last.name, last.nqn, last.paths + tuple(_path(p) for p in raw["Paths"]))
+        else:
+            raise ParseError("nvme list-subsys", f"unexpected element {raw!r}", text)
+    return subsystems
+
+
+def _device(raw: dict[str, Any]) -> NvmeDevice:
+    path = raw.get("DevicePath") or raw.get("NameSpace")
+    if not isinstance(path, str):
+        raise ParseError("nvme list", f"namespace without a device path: {raw!r}")
+    if not path.startswith("/dev/"):
+        path = "/dev/" + path
+    nsid = raw.get("NameSpace") if isinstance(raw.get("NameSpace"), int) else raw.get("NSID")
+    size = raw.get("PhysicalSize")
+    return NvmeDevice(
+        path=path,
+        nsid=int(nsid) if isinstance(nsid, int) else None,
+        model=str(raw.get("ModelNumber", "")).strip(),
+        serial=str(raw.get("SerialNumber", "")).strip(),
+        size_bytes=int(size) if isinstance(size, int) else None,
+    )
+
+
+def parse_nvme_list(text: str) -> list[NvmeDevice]:
+    """``nvme list -o json`` (1.x flat, 2.x flat, or 2.x ``-v`` nested) → namespace devices."""
+    data = _loads("nvme list", text)
+    if not isinstance(data, dict) or not isinstance(data.get("Devices"), list):
+        raise ParseError("nvme list", "no 'Devices' list", text)
+    devices: list[NvmeDevice] = []
+    for entry in data["Devices"]:
+        if "Subsystems" in entry:  # 2.x verbose: host → subsystems → (controllers →) namespaces
+            for subsystem in entry["Subsystems"]:
+                namespaces = list(subsystem.get("Namespaces", []))
+                for controller in subsystem.get("Controllers", []):
+                    namespaces.extend(controller.get("Namespaces", []))
+                devices.extend(_device(ns) for ns in namespaces)
+        else:
+            devices.append(_device(entry))
+    return devices
+
+
+def parse_discovery(text: str) -> list[DiscoveryRecord]:
+    """``nvme discover -o json`` → discovery log records."""
+    data = _loads("nvme discover", text)
+    if not isinstance(data, dict) or "records" not in data:
+        raise ParseError("nvme discover", "no 'records' list", text)
+    return [
+        DiscoveryRecord(
+            trtype=str(r.get("trtype", "")),
+            traddr=str(r.get("traddr", "")).strip(),
+            trsvcid=str(r.get("trsvcid", "")).strip(),
+            subnqn=str(r.get("subnqn", "")).strip(),
+            subtype=str(r.get("subtype", "")),
+        )
+        for r in data["records"]
+    ]
+
+
+_HOSTNQN = re.compile(r"^nqn\.\d{4}-\d{2}\.[^\s]+$")
+
+
+@dataclass(frozen=True)
+class ConnectSpec:
+    """What ``nvme connect`` needs to reach one path of a subsystem."""
+
+    trtype: str  # fc, rdma, tcp
+    traddr: str
+    subsystem_nqn: str
+    trsvcid: str = ""
+    host_traddr: str = ""
+    ctrl_loss_tmo: int | None = None
+    reconnect_delay: int | None = None
+    fast_io_fail_tmo: int | None = None
+
+    def args(self) -> list[str]:
+        args = ["-t", self.trtype, "-a", self.traddr]
+        if self.trsvcid:
+            args += ["-s", self.trsvcid]
+        if self.host_traddr:
+            args += ["-w", self.host_traddr]
+        return args
+
+
+class NvmeHost:
+    """nvme-cli on one host node; every connect is journaled with its disconnect."""
+
+    HOST_MODULES = {"fc": "nvme-fc", "rdma": "nvme-rdma", "tcp": "nvme-tcp"}
+
+    def __init__(self, executor: Executor, journal: Journal) -> None:
+        self.executor = executor
+        self.journal = journal
+        self._hostnqn: str | None = None
+
+    def hostnqn(self) -> str:
+        """The host's NQN: /etc/nvme/hostnqn if set, else one generated by nvme-cli (kept for this run)."""
+        if self._hostnqn is None:
+            found = self.executor.run("cat /etc/nvme/hostnqn 2>/dev/null; true", timeout=30).stdout.strip()
+            if not _HOSTNQN.match(found):
+                found = self.executor.run("nvme gen-hostnqn", timeout=30).stdout.strip()
+            if not _HOSTNQN.match(found):
+                raise LabError(
+                    f"{self.executor.node}: no usable host NQN (got {found!r}); write one to /etc/nvme/hostnqn"
+                )
+            self._hostnqn = found
+        return self._hostnqn
+
+    def subsystems(self) -> list[NvmeSubsystem]:
+        return parse_list_subsys(self.executor.run("nvme list-subsys -o json", timeout=60).stdout)
+
+    def devices(self) -> list[NvmeDevice]:
+        return parse_nvme_list(self.executor.run("nvme list -o json", timeout=60).stdout)
+
+    def discover(self, spec: ConnectSpec) -> list[DiscoveryRecord]:
+        command = shlex.join(["nvme", "discover", *spec.args(), "-q", self.hostnqn(), "-o", "json"])
+        log_step(self.executor.node, f"nvme discover {spec.trtype} {spec.traddr}")
+        result = self.executor.run(command, timeout=120, check=False)
+        if not result.ok:
+            raise DriverError(
+                f"{self.executor.node}: nvme discover -t {spec.trtype} -a {spec.traddr} failed:"
+                f" {(result.stderr or result.stdout).strip()}; is the target port up and reachable?"
+            )
+        return parse_discovery(result.stdout)
+
+    def connect(self, spec: ConnectSpec) -> tuple[str, ...]:
+        """Connect one path; returns the new controller names (nvme1, ...)."""
+        modprobe(self.executor, self.HOST_MODULES[spec.trtype])
+        before = self._controllers(spec.subsystem_nqn)
+        command = ["nvme", "connect", *spec.args(), "-n", spec.subsystem_nqn, "-q", self.hostnqn()]
+        if spec.ctrl_loss_tmo is not None:
+            command += ["--ctrl-loss-tmo", str(spec.ctrl_loss_tmo)]
+        if spec.reconnect_delay is not None:
+            command += ["--reconnect-delay", str(spec.reconnect_delay)]
+        if spec.fast_io_fail_tmo is not None:
+            command += ["--fast_io_fail_tmo", str(spec.fast_io_fail_tmo)]
+        # Journal the disconnect first: a connect that times out may still leave a controller.
+        self.journal.record(
+            self.executor.node, f"nvme controllers of {spec.subsystem_nqn}", lambda: self.disconnect(spec.subsystem_nqn)
+        )
+        log_step(self.executor.node, f"nvme connect {spec.trtype} {spec.traddr} {spec.subsystem_nqn}")
+        result = self.executor.run(shlex.join(command), timeout=120, check=False)
+        if not result.ok:
+            raise DriverError(
+                f"{self.executor.node}: `{shlex.join(command)}` failed: {(result.stderr or result.stdout).strip()};"
+                " check the target exports the subsystem on that address and allows this host NQN"
+            )
+        new = tuple(sorted(set(self._wait_live(spec.subsystem_nqn, 60.0)) - set(before)))
+        if not new:
+            raise DriverError(
+                f"{self.executor.node}: nvme connect to {spec.subsystem_nqn} succeeded but no new controller appeared"
+            )
+        return new
+
+    def _controllers(self, nqn: str) -> list[str]:
+        return [p.name for s in self.subsystems() if s.nqn == nqn for p in s.paths]
+
+    def _wait_live(self, nqn: str, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            paths = [p for s in self.subsystems() if s.nqn == nqn for p in s.paths]
+            if paths and all(p.state == "live" for p in paths):
+                return [p.name for p in paths]
+            if time.monotonic() > deadline:
+                states = ", ".join(f"{p.name}={p.state}" for p in paths) or "no controller"
+                raise DriverError(
+                    f"{self.executor.node}: controllers of {nqn} not live after {timeout:.0f}s ({states})"
+                )
+            time.sleep(1.0)
+
+    def wait_live(self, nqn: str, timeout: float = 60.0) -> list[str]:
+        """Wait until every path of the subsystem is live again (after a fabric fault is repaired)."""
+        return self._wait_live(nqn, timeout)
+
+    def namespace_device(self, nqn: str, nsid: int = 1, timeout: float = 30.0) -> NvmeDevice:
+        """The block device of namespace ``nsid`` of subsystem ``nqn``, polled until it exists.
+
+        With native multipath (several paths) the head device under the
+        subsystem (nvme<subsys>n<nsid>) is the one to use; without it, the
+        controller's own nvme<ctrl>n<nsid>.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for subsystem in self.subsystems():
+                if subsystem.nqn != nqn:
+                    continue
+                names = [f"/sys/class/nvme-subsystem/{subsystem.name}"] + [
+                    f"/sys/class/nvme/{p.name}" for p in subsystem.paths
+                ]
+                probe = " ".join(f"{n}/nvme*n*/nsid" for n in names)
+                out = self.executor.run(f"grep -H . {probe} 2>/dev/null; true", timeout=30).stdout
+                for line in out.splitlines():
+                    where, _, value = line.partition(":")
+                    block = where.split("/")[-2]
+                    if value.strip() == str(nsid) and re.match(r"^nvme\d+n\d+$", block):
+                        path = f"/dev/{block}"
+                        if self.executor.run(f"test -b {path}", timeout=30, check=False).ok:
+                            return self._listed(path)
+            if time.monotonic() > deadline:
+                raise DriverError(
+                    f"{self.executor.node}: no block device for namespace {nsid} of {nqn} after {timeout:.0f}s"
+                )
+            time.sleep(0.5)
+
+    def _listed(self, path: str) -> NvmeDevice:
+        for device in self.devices():
+            if device.path == path:
+                return device
+        return NvmeDevice(path, None, "", "", None)
+
+    def disconnect(self, nqn: str, timeout: float = 60.0) -> None:
+        """Disconnect every controller of ``nqn`` and wait until none is left."""
+        log_step(self.executor.node, f"nvme disconnect -n {nqn}")
+        try:
+            self.executor.run(shlex.join(["nvme", "disconnect", "-n", nqn]), timeout=timeout)
+        except CommandError:
+            if not self._controllers(nqn):
+                return  # nothing was connected: the disconnect had nothing to do
+            raise
+        deadline = time.monotonic() + timeout
+        while self._controllers(nqn):
+            if time.monotonic() > deadline:
+                raise DriverError(
+                    f"{self.executor.node}: controllers of {nqn} still present {timeout:.0f}s after nvme disconnect"
+                )
+            time.sleep(1.0)

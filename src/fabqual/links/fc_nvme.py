@@ -1,0 +1,158 @@
+"""The ``fc_nvme`` link: an NVMe namespace exported over Fibre Channel.
+
+Composition: scratch devices on the target node → FC ports (real HBAs found in
+``/sys/class/fc_host``, or nvme-fcloop in the emulated lab) → a target
+(kernel nvmet-fc or SPDK, from the topology) listening on the target port's
+WWNs → nvme-cli on the host connecting from its port's WWNs. Everything goes
+into one journal that ``down()`` undoes in reverse.
+"""
+
+from __future__ import annotations
+
+from fabqual.drivers.fc_host import fc_hosts
+from fabqual.drivers.fcloop import HOST_PORT, TARGET_PORT, FcAddress, FcloopFabric
+from fabqual.drivers.journal import Journal
+from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
+from fabqual.drivers.nvmet import PortAddress
+from fabqual.drivers.scratch import ensure_scratch
+from fabqual.drivers.target import Export, export
+from fabqual.errors import DriverError, LabError
+from fabqual.executors.base import Executor
+from fabqual.links.base import LinkContext, LinkSession, register
+from fabqual.links.handles import FabricFault, NvmeNamespace
+from fabqual.topology.model import DISCOVER, FcNvmeParams, Hba, Node, normalize_wwn
+
+# Connect options: reconnect quickly after a repaired fault, and fail I/O (instead
+# of queueing it for ctrl_loss_tmo) once the path has been gone for a few seconds.
+CTRL_LOSS_TMO = 60
+RECONNECT_DELAY = 2
+FAST_IO_FAIL_TMO = 5
+
+
+@register("fc_nvme")
+class FcNvmeLink:
+    def __init__(self, context: LinkContext) -> None:
+        self.context = context
+        self.link = context.link
+        self.journal = Journal()
+        if not isinstance(self.link.params, FcNvmeParams):
+            raise DriverError(f"link {self.link.name}: fc_nvme link without fc_nvme params")
+        self.params: FcNvmeParams = self.link.params
+
+    def _end(self, role: str) -> tuple[Node, Hba, Executor]:
+        end = self.link.end(role)
+        node = self.context.topology.node(end.node)
+        if end.device is None:
+            raise DriverError(f"link {self.link.name}: the {role} end names no HBA (device:)")
+        return node, node.hba(end.device), self.context.executor(node.name)
+
+    def up(self) -> LinkSession:
+        target_node, target_hba, target = self._end("target")
+        host_node, host_hba, host = self._end("host")
+        devices = tuple(
+            ensure_scratch(target, self.journal, target_node.scratch(name)) for name in self.params.namespaces
+        )
+
+        fabric: FcloopFabric | None = None
+        if target_hba.emulation == "fcloop":
+            if host_node.name != target_node.name:
+                raise LabError(
+                    f"link {self.link.name}: nvme-fcloop loops inside one kernel; target and host must be one node"
+                )
+            fabric = FcloopFabric(target, self.journal)
+            fabric.up()
+            target_port, host_port = TARGET_PORT, HOST_PORT
+        else:
+            target_port = _hba_address(target, target_hba)
+            host_port = _hba_address(host, host_hba)
+
+        nvme = NvmeHost(host, self.journal)
+        hostnqn = nvme.hostnqn()
+        nqn = self.params.subsystem_nqn
+        backend = export(
+            target_node,
+            target,
+            self.journal,
+            Export(
+                nqn=nqn,
+                device_paths=devices,
+                address=PortAddress("fc", target_port.nvme_traddr),
+                allow_any_host=self.link.emulated,
+                allowed_hosts=() if self.link.emulated else (hostnqn,),
+            ),
+        )
+        spec = ConnectSpec(
+            trtype="fc",
+            traddr=target_port.nvme_traddr,
+            host_traddr=host_port.nvme_traddr,
+            subsystem_nqn=nqn,
+            ctrl_loss_tmo=CTRL_LOSS_TMO,
+            reconnect_delay=RECONNECT_DELAY,
+            fast_io_fail_tmo=FAST_IO_FAIL_TMO,
+        )
+        records = nvme.discover(spec)
+        if not any(r.subnqn == nqn for r in records):
+            offered = ", ".join(r.subnqn for r in records) or "nothing"
+            raise DriverError(f"link {self.link.name}: discovery at {spec.traddr} offers {offered}, not {nqn}")
+        controllers = nvme.connect(spec)
+        device = nvme.namespace_device(nqn)
+
+        fault = None
+        if fabric is not None:
+            live_fabric = fabric
+
+            def repair() -> None:
+                live_fabric.add_remote_port()
+                nvme.wait_live(nqn, timeout=CTRL_LOSS_TMO)
+
+            fault = FabricFault(
+                f"delete the fcloop remote port {TARGET_PORT.wwpn}", live_fabric.delete_remote_port, repair
+            )
+        facts = {
+            "target_backend": backend,
+            "target_wwpn": target_port.wwpn,
+            "host_wwpn": host_port.wwpn,
+            "hostnqn": hostnqn,
+            "emulation": target_hba.emulation,
+        }
+        namespace = NvmeNamespace(
+            link=self.link,
+            host=host,
+            device=device.path,
+            transport="fc",
+            subsystem_nqn=nqn,
+            scratch=True,  # export() refuses every device that is not declared scratch
+            controllers=controllers,
+            size_bytes=device.size_bytes or 0,
+            target_node=target_node.name,
+            fault=fault,
+            facts=facts,
+        )
+        return LinkSession(self.link, nvme_namespace=namespace, facts=facts)
+
+    def down(self) -> None:
+        self.journal.undo_all()
+
+
+def _hba_address(executor: Executor, hba: Hba) -> FcAddress:
+    """The WWNs of a real HBA port: declared ones checked against sysfs, or the one Online port."""
+    ports = fc_hosts(executor)
+    if hba.wwpn != DISCOVER:
+        wanted = normalize_wwn(hba.wwpn)
+        matching = [p for p in ports if p.wwpn == wanted]
+        if not matching:
+            seen = ", ".join(p.wwpn for p in ports) or "none"
+            raise LabError(f"{executor.node}: HBA {hba.name} WWPN {wanted} not in /sys/class/fc_host (seen: {seen})")
+    else:
+        matching = [p for p in ports if p.online]
+        if len(matching) != 1:
+            raise LabError(
+                f"{executor.node}: HBA {hba.name} has wwpn: discover but {len(matching)} fc_host ports are Online;"
+                " write the WWPN into the topology"
+            )
+    port = matching[0]
+    if not port.online:
+        raise LabError(
+            f"{executor.node}: FC port {port.host} ({port.wwpn}) is {port.port_state}, not Online; check cabling/zoning"
+        )
+    return FcAddress(port.wwnn, port.wwpn)

@@ -1,0 +1,195 @@
+"""The ``nvmet_rdma`` link: an NVMe namespace over RoCE, plus the two RDMA endpoints under it.
+
+Composition: scratch devices on the target node → on each end the RNIC's
+netdev and address, an rxe device in the emulated lab, the port checked
+PORT_ACTIVE and its RoCE v2 GID chosen by type → a target (kernel nvmet-rdma
+or SPDK) listening on the target's address → nvme-cli connecting from the host.
+The link offers both ``nvme_namespace`` and ``rdma_pair``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from fabqual.drivers.journal import Journal
+from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
+from fabqual.drivers.nvmet import PortAddress
+from fabqual.drivers.rdma import PortFacts, SoftRoce, netdev_with_address, port_facts, rdma_links
+from fabqual.drivers.scratch import ensure_scratch
+from fabqual.drivers.target import Export, export
+from fabqual.errors import DriverError, LabError
+from fabqual.executors.base import Executor, log_step
+from fabqual.links.base import LinkContext, LinkSession, register
+from fabqual.links.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
+from fabqual.topology.model import DISCOVER, NvmetRdmaParams, Rnic
+
+CTRL_LOSS_TMO = 60
+RECONNECT_DELAY = 2
+FAST_IO_FAIL_TMO = 5
+PORT_UP_TIMEOUT = 30.0
+
+
+@register("nvmet_rdma")
+class NvmetRdmaLink:
+    def __init__(self, context: LinkContext) -> None:
+        self.context = context
+        self.link = context.link
+        self.journal = Journal()
+        if not isinstance(self.link.params, NvmetRdmaParams):
+            raise DriverError(f"link {self.link.name}: nvmet_rdma link without nvmet_rdma params")
+        self.params: NvmetRdmaParams = self.link.params
+
+    def _endpoint(self, role: str) -> RdmaEndpoint:
+        end = self.link.end(role)
+        node = self.context.topology.node(end.node)
+        if end.device is None:
+            raise DriverError(f"link {self.link.name}: the {role} end names no RNIC (device:)")
+        rnic = node.rnic(end.device)
+        executor = self.context.executor(node.name)
+        return endpoint(executor, rnic, self.journal)
+
+    def up(self) -> LinkSession:
+        target_end = self.link.end("target")
+        target_node = self.context.topology.node(target_end.node)
+        target = self.context.executor(target_node.name)
+        devices = tuple(
+            ensure_scratch(target, self.journal, target_node.scratch(name)) for name in self.params.namespaces
+        )
+
+        server = self._endpoint("target")
+        client = self._endpoint("host")
+        nvme = NvmeHost(client.executor, self.journal)
+        hostnqn = nvme.hostnqn()
+        nqn = self.params.subsystem_nqn
+        trsvcid = str(self.params.trsvcid)
+        backend = export(
+            target_node,
+            target,
+            self.journal,
+            Export(
+                nqn=nqn,
+                device_paths=devices,
+                address=PortAddress("rdma", server.address, trsvcid),
+                allow_any_host=self.link.emulated,
+                allowed_hosts=() if self.link.emulated else (hostnqn,),
+            ),
+        )
+        spec = ConnectSpec(
+            trtype="rdma",
+            traddr=server.address,
+            trsvcid=trsvcid,
+            subsystem_nqn=nqn,
+            ctrl_loss_tmo=CTRL_LOSS_TMO,
+            reconnect_delay=RECONNECT_DELAY,
+            fast_io_fail_tmo=FAST_IO_FAIL_TMO,
+        )
+        records = nvme.discover(spec)
+        if not any(r.subnqn == nqn for r in records):
+            offered = ", ".join(r.subnqn for r in records) or "nothing"
+            raise DriverError(
+                f"link {self.link.name}: discovery at {server.address}:{trsvcid} offers {offered}, not {nqn}"
+            )
+        controllers = nvme.connect(spec)
+        device = nvme.namespace_device(nqn)
+
+        fault = self._netdev_fault(client, nvme, nqn)
+        facts = {
+            "target_backend": backend,
+            "server": f"{server.node}:{server.device}/{server.port} gid {server.gid_index} {server.address}",
+            "client": f"{client.node}:{client.device}/{client.port} gid {client.gid_index} {client.address}",
+            "hostnqn": hostnqn,
+            "active_mtu": str(server.active_mtu),
+        }
+        namespace = NvmeNamespace(
+            link=self.link,
+            host=client.executor,
+            device=device.path,
+            transport="rdma",
+            subsystem_nqn=nqn,
+            scratch=True,  # export() refuses every device that is not declared scratch
+            controllers=controllers,
+            size_bytes=device.size_bytes or 0,
+            target_node=target_node.name,
+            fault=fault,
+            facts=facts,
+        )
+        return LinkSession(
+            self.link, nvme_namespace=namespace, rdma_pair=RdmaPair(self.link, server, client), facts=facts
+        )
+
+    def _netdev_fault(self, client: RdmaEndpoint, nvme: NvmeHost, nqn: str) -> FabricFault:
+        executor, netdev = client.executor, client.netdev
+        up = f"ip link set dev {shlex.quote(netdev)} up"
+
+        def inject() -> None:
+            log_step(executor.node, f"set {netdev} down (fault injection)")
+            self.journal.record_command(executor, f"{netdev} down", up)  # teardown brings it back
+            executor.run(f"ip link set dev {shlex.quote(netdev)} down", timeout=30)
+
+        def repair() -> None:
+            log_step(executor.node, f"set {netdev} up")
+            executor.run(up, timeout=30)
+            wait_port_active(executor, client.device, client.port, client.address)
+            nvme.wait_live(nqn, timeout=CTRL_LOSS_TMO)
+
+        return FabricFault(f"set {netdev} on {executor.node} down", inject, repair)
+
+    def down(self) -> None:
+        self.journal.undo_all()
+
+
+def endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndpoint:
+    """One RDMA end ready for traffic: netdev with its address, (rxe) device, active port, GID."""
+    if rnic.address is None:
+        raise LabError(
+            f"{executor.node}: RNIC {rnic.name} has no address in the topology; RoCE v2 needs an IPv4 address"
+        )
+    address = rnic.address.split("/")[0]
+    netdev = rnic.netdev if rnic.netdev != DISCOVER else netdev_with_address(executor, address)
+    if netdev is None:
+        raise LabError(
+            f"{executor.node}: no interface holds {address} for RNIC {rnic.name}; set netdev: in the topology"
+        )
+    if netdev_with_address(executor, address) != netdev:
+        log_step(executor.node, f"add {rnic.address} to {netdev}")
+        executor.run(f"ip addr add {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}", timeout=30)
+        journal.record_command(
+            executor,
+            f"address {rnic.address} on {netdev}",
+            f"ip addr del {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}",
+        )
+    executor.run(f"ip link set dev {shlex.quote(netdev)} up", timeout=30)
+    if rnic.emulation == "rxe":
+        name = rnic.rdma_device if rnic.rdma_device != DISCOVER else "rxe0"
+        device = SoftRoce(executor, journal).ensure(name, netdev)
+    elif rnic.rdma_device != DISCOVER:
+        device = rnic.rdma_device
+    else:
+        by_netdev = {n: d for d, n in rdma_links(executor).items()}
+        if netdev not in by_netdev:
+            raise LabError(f"{executor.node}: no RDMA device on {netdev} (is {rnic.driver} loaded?)")
+        device = by_netdev[netdev]
+    facts = wait_port_active(executor, device, 1, address)
+    return RdmaEndpoint(
+        executor=executor,
+        device=device,
+        port=1,
+        gid_index=facts.gid.index,
+        address=address,
+        netdev=netdev,
+        rate_gbps=facts.rate_gbps,
+        active_mtu=facts.active_mtu,
+    )
+
+
+def wait_port_active(executor: Executor, device: str, port: int, address: str) -> PortFacts:
+    """Port facts once the port is PORT_ACTIVE with its GID populated (rxe takes a moment)."""
+    deadline = time.monotonic() + PORT_UP_TIMEOUT
+    while True:
+        try:
+            return port_facts(executor, device, port, address)
+        except LabError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
