@@ -1,0 +1,286 @@
+"""fio: run a job on a node and parse its ``--output-format=json`` report.
+
+Quirks handled (fio 3.33, Debian 12; research/mission_anchors.md):
+
+- fio writes error lines (``fio: io_u error on file …``, ``fio: pid=…, err=…``)
+  to stderr, and when stderr and stdout share a channel they land *before* the
+  JSON (axboe/fio#731, #1685). The JSON starts at the first line that is ``{``.
+- A failed job still yields a well-formed report, with ``"error" : <errno>`` and
+  zero I/O; fio exits 1 then. A non-zero ``error`` is reported as a ParseError
+  naming the job and the errno, so such a run can never count as a pass.
+- Latencies are in ns (``clat_ns``) since fio 3.0; older versions say ``clat``
+  in µs. ``percentile`` is missing when a direction did no I/O.
+- With ``--verify`` a write job also reports the verify reads under ``read``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from fabqual.errors import CommandError, ParseError
+from fabqual.executors.base import Executor, command_text, log_step
+from fabqual.tools._numbers import non_negative, positive
+
+TOOL = "fio"
+
+# Which directions a workload must show I/O in (fio's own rw names and aliases).
+_READS = {"read", "randread", "rw", "readwrite", "randrw"}
+_WRITES = {"write", "randwrite", "rw", "readwrite", "randrw", "trimwrite"}
+
+
+@dataclass(frozen=True)
+class FioDirection:
+    """What one direction (read or write) of a job, or of all jobs together, did."""
+
+    iops: float
+    bw_bytes: float  # bytes per second
+    io_bytes: int
+    total_ios: int
+    runtime_ms: float
+    clat_mean_us: float
+    clat_p50_us: float
+    clat_p99_us: float
+    clat_p999_us: float
+
+    @property
+    def bw_mbps(self) -> float:
+        """Bandwidth in MB/s (10^6 bytes per second), the unit the thresholds use."""
+        return self.bw_bytes / 1e6
+
+
+@dataclass(frozen=True)
+class FioJob:
+    """One entry of the report's ``jobs`` list (one per job, or one with group_reporting)."""
+
+    name: str
+    rw: str
+    read: FioDirection | None
+    write: FioDirection | None
+
+
+@dataclass(frozen=True)
+class FioResult:
+    """A whole fio report. ``read``/``write`` sum all jobs (None: no I/O that way)."""
+
+    version: str
+    jobs: tuple[FioJob, ...]
+    read: FioDirection | None
+    write: FioDirection | None
+    notes: tuple[str, ...]  # lines fio printed around the JSON (warnings)
+
+    def direction(self, rw: str) -> FioDirection:
+        """The direction a workload is judged on: write for writes, read otherwise."""
+        wanted = self.write if rw in _WRITES and rw not in _READS else self.read
+        if wanted is None:  # parse_fio guarantees it for the job's own rw; this guards misuse
+            raise ParseError(TOOL, f"the report has no {'write' if rw in _WRITES else 'read'} results for rw={rw}")
+        return wanted
+
+
+def parse_fio(output: str) -> FioResult:
+    """Parse fio's JSON report; ``output`` may carry error lines before or after it."""
+    start = _json_start(output)
+    if start is None:
+        raise ParseError(TOOL, "no JSON report found (was --output-format=json given?)", output)
+    try:
+        data, end = json.JSONDecoder().raw_decode(output, start)
+    except json.JSONDecodeError as error:
+        problem = f"{error.msg} at line {error.lineno}"
+        raise ParseError(TOOL, f"the JSON report is truncated or malformed ({problem})", output) from None
+    notes = tuple(line.strip() for line in (output[:start] + output[end:]).splitlines() if line.strip())
+    if not isinstance(data, dict):
+        raise ParseError(TOOL, "the JSON report is not an object", output)
+    raw_jobs = data.get("jobs")
+    if not isinstance(raw_jobs, list) or not raw_jobs:
+        raise ParseError(TOOL, "the report has no jobs", output)
+    global_options = _section(data, "global options")
+    jobs = tuple(_job(raw, global_options, notes, output) for raw in raw_jobs)
+    return FioResult(
+        version=str(data.get("fio version", "")),
+        jobs=jobs,
+        read=_combine([job.read for job in jobs if job.read is not None]),
+        write=_combine([job.write for job in jobs if job.write is not None]),
+        notes=notes,
+    )
+
+
+def _json_start(output: str) -> int | None:
+    """Offset of the line that opens fio's report (a lone ``{``)."""
+    offset = 0
+    for line in output.splitlines(keepends=True):
+        if line.strip() == "{":
+            return offset + line.index("{")
+        offset += len(line)
+    return None
+
+
+def _job(raw: Any, global_options: dict[str, Any], notes: tuple[str, ...], output: str) -> FioJob:
+    if not isinstance(raw, dict):
+        raise ParseError(TOOL, "a jobs entry is not an object", output)
+    name = str(raw.get("jobname", "?"))
+    error = raw.get("error", 0)
+    if error:
+        reason = os.strerror(error) if isinstance(error, int) else str(error)
+        # The tail worth showing is fio's own error lines, not the end of the JSON.
+        raise ParseError(TOOL, f"job {name!r} failed with error {error} ({reason})", "\n".join(notes) or output)
+    options = _section(raw, "job options")
+    rw = str(options.get("rw") or global_options.get("rw") or "read")  # fio's default rw is read
+    sections: dict[str, FioDirection | None] = {}
+    for direction, required in (("read", rw in _READS), ("write", rw in _WRITES)):
+        section = _section(raw, direction)
+        did_io = bool(section.get("total_ios"))
+        if required and not did_io:
+            raise ParseError(TOOL, f"job {name!r} (rw={rw}) did no {direction} I/O: total_ios is 0 or missing", output)
+        sections[direction] = _direction(f"job {name!r} {direction}", section, output) if did_io else None
+    return FioJob(name=name, rw=rw, read=sections["read"], write=sections["write"])
+
+
+def _section(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _direction(what: str, section: dict[str, Any], output: str) -> FioDirection:
+    # fio >= 3.0 reports clat_ns in ns; older fio reports clat in µs.
+    if isinstance(section.get("clat_ns"), dict):
+        clat, to_us = section["clat_ns"], 1e-3
+    elif isinstance(section.get("clat"), dict):
+        clat, to_us = section["clat"], 1.0
+    else:
+        raise ParseError(TOOL, f"{what}: no clat_ns (completion latency) section", output)
+    percentiles = clat.get("percentile")
+    if not isinstance(percentiles, dict):
+        raise ParseError(TOOL, f"{what}: no clat percentiles (was percentile reporting turned off?)", output)
+
+    def percentile(key: str) -> float:
+        if key not in percentiles:
+            raise ParseError(TOOL, f"{what}: clat percentile {key} is missing", output)
+        return positive(TOOL, f"{what} clat p{float(key):g}", percentiles[key], output) * to_us
+
+    return FioDirection(
+        iops=positive(TOOL, f"{what} iops", section.get("iops"), output),
+        bw_bytes=positive(TOOL, f"{what} bw_bytes", section.get("bw_bytes"), output),
+        io_bytes=int(positive(TOOL, f"{what} io_bytes", section.get("io_bytes"), output)),
+        total_ios=int(positive(TOOL, f"{what} total_ios", section.get("total_ios"), output)),
+        runtime_ms=non_negative(TOOL, f"{what} runtime", section.get("runtime"), output),
+        clat_mean_us=positive(TOOL, f"{what} clat mean", clat.get("mean"), output) * to_us,
+        clat_p50_us=percentile("50.000000"),
+        clat_p99_us=percentile("99.000000"),
+        clat_p999_us=percentile("99.900000"),
+    )
+
+
+def _combine(parts: list[FioDirection]) -> FioDirection | None:
+    """Sum of jobs: rates add up; the mean is weighted by I/O count; a percentile is
+    the worst job's (exact merging needs the histograms; run with group_reporting
+    for exact numbers, as run_fio does)."""
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    ios = sum(part.total_ios for part in parts)
+    return FioDirection(
+        iops=math.fsum(part.iops for part in parts),
+        bw_bytes=math.fsum(part.bw_bytes for part in parts),
+        io_bytes=sum(part.io_bytes for part in parts),
+        total_ios=ios,
+        runtime_ms=max(part.runtime_ms for part in parts),
+        clat_mean_us=math.fsum(part.clat_mean_us * part.total_ios for part in parts) / ios,
+        clat_p50_us=max(part.clat_p50_us for part in parts),
+        clat_p99_us=max(part.clat_p99_us for part in parts),
+        clat_p999_us=max(part.clat_p999_us for part in parts),
+    )
+
+
+def fio_command(
+    *,
+    filename: str,
+    rw: str,
+    bs: str,
+    iodepth: int,
+    runtime_s: int,
+    size: str | None = None,
+    verify: str | None = None,
+    numjobs: int = 1,
+    direct: bool = True,
+    name: str = "fabqual",
+) -> list[str]:
+    """The exact fio command line run_fio runs (also recorded in reports)."""
+    if rw not in _READS | _WRITES:
+        raise ValueError(f"fio rw={rw!r} is not one of {sorted(_READS | _WRITES)}")
+    verified = verify is not None
+    if verified and rw not in _WRITES:
+        raise ValueError(f"verify={verify} needs a write workload, not rw={rw}")
+    if verified and size is None:
+        raise ValueError("a verified write needs size= (fio would otherwise write and verify the whole device)")
+    command = [
+        "fio",
+        f"--name={name}",
+        f"--filename={filename}",
+        f"--rw={rw}",
+        f"--bs={bs}",
+        f"--iodepth={iodepth}",
+        f"--numjobs={numjobs}",
+        "--ioengine=libaio",
+        f"--direct={1 if direct else 0}",
+        f"--runtime={runtime_s}",
+        "--output-format=json",
+    ]
+    if numjobs > 1:
+        command.append("--group_reporting=1")  # exact combined percentiles
+    if size is not None:
+        command.append(f"--size={size}")
+    if verified:
+        # No --time_based: fio writes the region once and then reads every block
+        # back; time-based looping would overwrite blocks before they are verified.
+        command += [f"--verify={verify}", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0"]
+        if numjobs > 1:
+            # Each job writes and verifies its own region; jobs sharing blocks
+            # would overwrite each other's data and fail verification.
+            command.append(f"--offset_increment={size}")
+    else:
+        command.append("--time_based")
+    return command
+
+
+def run_fio(
+    executor: Executor,
+    *,
+    filename: str,
+    rw: str,
+    bs: str,
+    iodepth: int,
+    runtime_s: int,
+    size: str | None = None,
+    verify: str | None = None,
+    numjobs: int = 1,
+    direct: bool = True,
+) -> FioResult:
+    """Run one fio workload on the executor's node and parse it.
+
+    Raises ParseError when the report is missing, a job failed, or a number is
+    missing or zero; CommandError when fio exited non-zero with a clean report.
+    """
+    command = fio_command(
+        filename=filename,
+        rw=rw,
+        bs=bs,
+        iodepth=iodepth,
+        runtime_s=runtime_s,
+        size=size,
+        verify=verify,
+        numjobs=numjobs,
+        direct=direct,
+    )
+    log_step(executor.node, f"fio {rw} bs={bs} qd={iodepth} jobs={numjobs} on {filename}")
+    # Verified writes run write then read-back: allow twice the runtime, plus start-up.
+    timeout = runtime_s * (3 if verify else 1) + 60
+    result = executor.run(command_text(command), timeout=timeout, check=False)
+    # stderr first: that is where fio's error lines come from, before the report.
+    parsed = parse_fio(result.stderr + result.stdout)
+    if not result.ok:
+        raise CommandError(result)
+    return parsed
