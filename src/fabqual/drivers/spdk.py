@@ -36,9 +36,11 @@ except ImportError:
 try:
     if JSONRPCClient is not None:
         client = JSONRPCClient(path, timeout=timeout)
-        client.send(request["method"], request.get("params"))
+        sent_id = client.send(request["method"], request.get("params"))
         response = client.recv()
         client.close()
+        if isinstance(response, dict) and response.get("id") == sent_id:
+            response["id"] = request["id"]  # the package numbers its own requests
     else:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -79,8 +81,9 @@ class RpcError(DriverError):
 class NodeRpcClient:
     """JSON-RPC 2.0 to an SPDK socket on a node, one request per executor run."""
 
-    def __init__(self, executor: Executor, socket_path: str, timeout: float = 60.0) -> None:
+    def __init__(self, executor: Executor, socket_path: str, timeout: float = 60.0, python: str = "python3") -> None:
         self.executor = executor
+        self.python = python
         self.socket_path = socket_path
         self.timeout = timeout
         self._next_id = 0
@@ -94,7 +97,7 @@ class NodeRpcClient:
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         request = self.request(method, params)
-        command = f"python3 -c {shlex.quote(NODE_CLIENT)} {shlex.quote(self.socket_path)} {self.timeout}"
+        command = f"{self.python} -c {shlex.quote(NODE_CLIENT)} {shlex.quote(self.socket_path)} {self.timeout}"
         result = self.executor.run(command, timeout=self.timeout + 30, stdin=json.dumps(request))
         try:
             response = json.loads(result.stdout)
