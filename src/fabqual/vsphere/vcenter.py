@@ -15,6 +15,7 @@ talks to a simulator (``tolerate_unimplemented``): then they are listed in
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import logging
 import ssl
@@ -140,9 +141,7 @@ class VCenterDriver:
             log.warning("%s: TLS certificate verification is off (verify_tls: false in the topology)", self.name)
             kwargs["disableSslCertValidation"] = True
         elif self.thumbprint:
-            # Pinning: pyvmomi compares the peer certificate's digest itself.
-            kwargs["sslContext"] = ssl._create_unverified_context()
-            kwargs["thumbprint"] = self.thumbprint.replace(":", "").lower()
+            kwargs["sslContext"] = self._pinned_context(self.thumbprint)
         else:
             # Always an explicit context: pyvmomi skips verification for 127.0.0.1 otherwise.
             kwargs["sslContext"] = ssl.create_default_context(cafile=self.ca_file)
@@ -170,6 +169,32 @@ class VCenterDriver:
             ) from None
         self._content = self._si.RetrieveContent()
         log_step(self.name, f"connected as {self.user} ({self._content.about.fullName})")
+
+    def _pinned_context(self, thumbprint: str) -> ssl.SSLContext:
+        """A context trusting exactly the certificate whose SHA-1/SHA-256 digest is pinned.
+
+        pyvmomi's own ``thumbprint`` is not honoured by SmartConnect's version
+        probe, so the pin is checked here and the certificate becomes the only
+        trust anchor (host names are not checked: the pin identifies the server).
+        """
+        try:
+            pem = ssl.get_server_certificate((self.address, self.port), timeout=self.http_timeout)
+        except OSError as exc:
+            raise LabError(
+                f"{self.name} unreachable: {exc}; check the address and port, and that vCenter is running"
+            ) from None
+        der = ssl.PEM_cert_to_DER_cert(pem)
+        want = thumbprint.replace(":", "").lower()
+        digests = {hashlib.sha1(der).hexdigest(), hashlib.sha256(der).hexdigest()}
+        if want not in digests:
+            raise LabError(
+                f"{self.name}: TLS certificate SHA-1 {hashlib.sha1(der).hexdigest()} does not match the pinned "
+                f"thumbprint {thumbprint}; check the thumbprint in the topology"
+            )
+        ctx = ssl.create_default_context(cadata=pem)
+        ctx.check_hostname = False
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return ctx
 
     def close(self) -> None:
         if self._si is not None:
