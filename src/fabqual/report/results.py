@@ -1,0 +1,129 @@
+"""The JSON results of one run: metadata, testbed, every test and every metric.
+
+One file per run, named so that concurrent runs never write the same file
+(``results-<UTC time>-<pid>.json``), written to a temporary name and renamed
+into place so a reader never sees half a file; ``results-latest.json`` is
+replaced the same way. ``fabqual compare`` and the report's history section
+read these files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fabqual.errors import FabqualError
+
+SCHEMA = "fabqual-results/1"
+LATEST = "results-latest.json"
+OUTCOMES = ("passed", "failed", "error", "skipped")
+
+Results = dict[str, Any]
+
+
+def run_stamp(when: datetime | None = None, pid: int | None = None) -> str:
+    """``20240131T020304Z-4711``: sortable by time, unique per process."""
+    moment = (when or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{pid if pid is not None else os.getpid()}"
+
+
+def metric_key(metric: dict[str, Any]) -> str:
+    """What identifies "the same metric" across runs: link, metric name and context."""
+    context = ",".join(f"{k}={v}" for k, v in sorted(metric.get("context", {}).items()))
+    return f"{metric['link']}/{metric['metric']}" + (f"[{context}]" if context else "")
+
+
+def link_type_verdicts(tests: Iterable[dict[str, Any]], link_types: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Per link type: counts of each outcome and one verdict word.
+
+    FAIL when a test failed (the device under test missed), ERROR when the lab
+    broke before a test could judge, PASS when something passed and nothing
+    else went wrong, SKIPPED when nothing applied, NOT RUN for a declared link
+    type without tests.
+    """
+    table: dict[str, dict[str, Any]] = {t: dict.fromkeys(OUTCOMES, 0) for t in link_types}
+    for test in tests:
+        row = table.setdefault(test.get("link_type") or "general", dict.fromkeys(OUTCOMES, 0))
+        row[test["outcome"]] = row.get(test["outcome"], 0) + 1
+    for row in table.values():
+        row["verdict"] = verdict_word(row)
+    return table
+
+
+def verdict_word(counts: dict[str, Any]) -> str:
+    if counts.get("failed"):
+        return "FAIL"
+    if counts.get("error"):
+        return "ERROR"
+    if counts.get("passed"):
+        return "PASS"
+    if counts.get("skipped"):
+        return "SKIPPED"
+    return "NOT RUN"
+
+
+def overall_verdict(verdicts: dict[str, dict[str, Any]]) -> str:
+    totals = {o: sum(row.get(o, 0) for row in verdicts.values()) for o in OUTCOMES}
+    return verdict_word(totals)
+
+
+def write_results(results: Results, path: Path, *, latest: bool = True) -> Path:
+    """Write ``results`` to ``path`` atomically; also replace ``results-latest.json`` beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=1, sort_keys=True, default=str) + "\n"
+    _atomic_write(path, text)
+    if latest:
+        _atomic_write(path.parent / LATEST, text)
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    # A temporary file in the same directory, then rename: readers and a
+    # concurrent writer see either the old or the new file, never a mix.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_results(path: str | Path) -> Results:
+    """Read a results file; one clear line when it is missing or not ours."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FabqualError(f"results file {path} does not exist; pass a reports/results-*.json file") from None
+    except (OSError, ValueError) as error:
+        raise FabqualError(f"results file {path} is not readable JSON: {error}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise FabqualError(f"results file {path} has schema {schema!r}, expected {SCHEMA!r}")
+    return data
+
+
+def previous_results(directory: Path, current_id: str, topology: str) -> tuple[Path, Results] | None:
+    """The newest earlier run on the same topology in ``directory``, if any."""
+    best: tuple[str, Path, Results] | None = None
+    for path in directory.glob("results-*.json"):
+        if path.name == LATEST:
+            continue
+        try:
+            data = load_results(path)
+        except FabqualError:
+            continue
+        run = data.get("run", {})
+        if run.get("id") == current_id or run.get("topology") != topology:
+            continue
+        if run.get("id", "") >= current_id:  # ids sort by time: only earlier runs
+            continue
+        if best is None or run.get("id", "") > best[0]:
+            best = (run.get("id", ""), path, data)
+    return (best[1], best[2]) if best else None
