@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -304,3 +305,19 @@ def test_inventory_names_builds(configured: tuple[VCenterDriver, Changes, dict[s
     inventory = driver.inventory()
     assert inventory["vcenter"]["build"] and inventory["vcenter"]["product"].startswith("VMware vCenter Server")
     assert all(h["build"] and h["product"].startswith("VMware ESXi") for h in inventory["hosts"])
+
+
+def test_idle_expired_session_reconnects_mid_configuration() -> None:
+    """A session that really times out (vcsim -idle 1s) is renewed once, and the run carries on."""
+    with vcsim.running_vcsim(idle_timeout=1) as short:
+        before = snapshot(short)
+        driver = driver_for(short)
+        driver.connect()
+        try:
+            time.sleep(2.5)  # two idle periods: the session is gone
+            changes = driver.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+            assert driver.relogins >= 1 and not changes.nothing_changed
+            driver.teardown()
+            assert snapshot(short) == before
+        finally:
+            driver.close()
