@@ -18,9 +18,8 @@ import platform
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
-
-import paramiko
 
 from fabqual.executors import SshExecutor
 from fabqual.testing.sshd import SshServer
@@ -124,7 +123,7 @@ def main() -> int:
             "loadavg_1m_before": round(load_before, 2),
             "loadavg_1m_after": round(load_after, 2),
             "python": platform.python_version(),
-            "paramiko": paramiko.__version__,
+            "paramiko": version("paramiko"),
             "openssh": ssh_version,
         },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

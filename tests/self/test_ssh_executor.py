@@ -135,6 +135,23 @@ def test_stdin_is_fed_and_closed(ex: SshExecutor) -> None:
     assert ex.run("cat", stdin="").stdout == ""
 
 
+def test_large_stdin_echoed_back_does_not_deadlock(ex: SshExecutor) -> None:
+    """6 MB of stdin through `cat` (more than both SSH windows) comes back whole: input and output interleave."""
+    data = "0123456789abcdef" * 375_000 + "\n"
+    result = ex.run("cat; echo fed >&2", stdin=data, timeout=120)
+    assert len(result.stdout) == len(data) and result.stdout == data
+    assert result.stderr == "fed\n"
+
+
+def test_unread_stdin_neither_blocks_nor_fails(ex: SshExecutor) -> None:
+    """A command that ignores a large stdin and exits succeeds; one that ignores it and hangs times out on time."""
+    assert ex.run("echo ignored", stdin="x" * 5_000_000, timeout=60).stdout == "ignored\n"
+    start = time.monotonic()
+    with pytest.raises(CommandTimeoutError):
+        ex.run("sleep 4444.5", stdin="x" * 5_000_000, timeout=2)
+    assert time.monotonic() - start < 10
+
+
 def test_output_larger_than_the_ssh_window_is_read_completely(ex: SshExecutor) -> None:
     """5 MB of stdout (more than paramiko's 2 MB window) plus stderr arrive whole, without a deadlock."""
     result = ex.run("head -c 5000000 /dev/zero | tr '\\0' x; echo done >&2", timeout=60)

@@ -298,10 +298,7 @@ class SshExecutor:
         try:
             # The login shell reports its PID (= process group) before becoming /bin/sh -c.
             channel.exec_command(f"echo $$; exec /bin/sh -c {shlex.quote(text)}")
-            if stdin is not None:
-                channel.sendall(stdin.encode())
-            channel.shutdown_write()
-            pgid, out, err, status = self._collect(channel, start + timeout)
+            pgid, out, err, status = self._collect(channel, (stdin or "").encode(), start + timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             channel.close()
             self.close()
@@ -317,13 +314,20 @@ class SshExecutor:
             raise CommandError(result)
         return result
 
-    def _collect(self, channel: paramiko.Channel, deadline: float) -> tuple[int | None, bytes, bytes, int | None]:
-        """Read stdout/stderr until the command exits or ``deadline`` passes.
+    def _collect(
+        self, channel: paramiko.Channel, stdin: bytes, deadline: float
+    ) -> tuple[int | None, bytes, bytes, int | None]:
+        """Feed stdin and read stdout/stderr until the command exits or ``deadline`` passes.
 
+        stdin goes in chunks between reads: a command that echoes a large input would otherwise
+        block on its full output window while we block on its full input window.
         Returns (pgid, stdout, stderr, exit status or None on timeout).
         """
         out = bytearray()
         err = bytearray()
+        pending = memoryview(stdin)
+        if not pending:
+            channel.shutdown_write()
         pgid: int | None = None
         header_done = False
         while True:
@@ -331,6 +335,12 @@ class SshExecutor:
                 out += channel.recv(_CHUNK)
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(_CHUNK)
+            if pending and (channel.eof_received or channel.closed):
+                pending = pending[:0]  # the command is done and did not read it all, as with a local pipe
+            elif pending and channel.send_ready():
+                pending = pending[channel.send(pending[:_CHUNK]) :]
+                if not pending:
+                    channel.shutdown_write()
             if not header_done and (b"\n" in out or channel.eof_received):
                 header_done = True
                 line, _, rest = bytes(out).partition(b"\n")
@@ -347,8 +357,9 @@ class SshExecutor:
                 return pgid, bytes(out), bytes(err), None
             if channel.closed:
                 raise EOFError("channel closed before the command finished")
-            # The channel's pipe becomes readable on new data and on EOF.
-            select.select([channel], [], [], min(remaining, 1.0))
+            # The channel's pipe becomes readable on new data and on EOF; it says nothing about
+            # room to send, so poll briefly while stdin is still pending.
+            select.select([channel], [], [], min(remaining, 0.02 if pending else 1.0))
 
     def _kill_group(self, pgid: int | None, text: str) -> None:
         """Kill a timed-out command and everything it started, through a second channel."""
