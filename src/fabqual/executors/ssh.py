@@ -325,8 +325,8 @@ class SshExecutor:
         """
         out = bytearray()
         err = bytearray()
-        pending = memoryview(stdin)
-        if not pending:
+        sent = 0
+        if not stdin:
             channel.shutdown_write()
         pgid: int | None = None
         header_done = False
@@ -335,11 +335,12 @@ class SshExecutor:
                 out += channel.recv(_CHUNK)
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(_CHUNK)
+            pending = sent < len(stdin)
             if pending and (channel.eof_received or channel.closed):
-                pending = pending[:0]  # the command is done and did not read it all, as with a local pipe
+                sent = len(stdin)  # the command is done and did not read it all, as with a local pipe
             elif pending and channel.send_ready():
-                pending = pending[channel.send(pending[:_CHUNK]) :]
-                if not pending:
+                sent += channel.send(stdin[sent : sent + _CHUNK])
+                if sent == len(stdin):
                     channel.shutdown_write()
             if not header_done and (b"\n" in out or channel.eof_received):
                 header_done = True
@@ -359,7 +360,7 @@ class SshExecutor:
                 raise EOFError("channel closed before the command finished")
             # The channel's pipe becomes readable on new data and on EOF; it says nothing about
             # room to send, so poll briefly while stdin is still pending.
-            select.select([channel], [], [], min(remaining, 0.02 if pending else 1.0))
+            select.select([channel], [], [], min(remaining, 0.02 if sent < len(stdin) else 1.0))
 
     def _kill_group(self, pgid: int | None, text: str) -> None:
         """Kill a timed-out command and everything it started, through a second channel."""
