@@ -172,6 +172,8 @@ class VCenter:
     user: str = field("administrator@vsphere.local")
     password_env: str = field(doc="environment variable holding the password")
     tls_verify: bool = field(True, doc="false only for a simulator or a throwaway lab vCenter")
+    ca_file: str | None = field(None, doc="CA bundle to verify the vCenter certificate with")
+    thumbprint: str | None = field(None, doc="SHA-1 thumbprint of the vCenter certificate to pin")
     datacenter: str = field("Datacenter")
     simulator: bool = field(False, doc="start VMware's vcsim on this address (emulated lab)")
 
