@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fabqual.errors import CommandError, CommandTimeoutError, DriverError
+from fabqual.errors import DriverError, FabqualError
 from fabqual.executors.base import Executor, log_step
 
 Undo = Callable[[], None]
@@ -57,7 +57,7 @@ class Journal:
             log_step(entry.node, f"remove {entry.what}")
             try:
                 entry.undo()
-            except (CommandError, CommandTimeoutError, DriverError) as error:
+            except FabqualError as error:
                 first = str(error).splitlines()
                 failures.append(f"{entry.node}: could not remove {entry.what}: {' | '.join(first[-3:])}")
             entry.done = True
