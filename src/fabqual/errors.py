@@ -8,6 +8,8 @@ yaml) re-raises them as one of these with ``from``.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 
 class FabqualError(Exception):
     """Base of every error fabqual raises on purpose."""
@@ -86,7 +88,7 @@ class CodecError(FabqualError):
     """Bytes that do not decode as the SCSI or tunnel structure they claim to be."""
 
 
-class CommandResultLike:  # pragma: no cover - typing aid only
+class CommandResultLike(Protocol):  # pragma: no cover - typing aid only
     node: str
     command: str
     exit_status: int

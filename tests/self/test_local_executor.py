@@ -75,10 +75,6 @@ def test_timeout_raises_on_time_with_output_so_far() -> None:
     assert str(caught.value).startswith("me: `echo started; sleep 30; echo never` timed out after 1s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LocalExecutor kills only /bin/sh on timeout; its children keep running (fix requested in local.py)",
-)
 def test_timeout_kills_the_commands_children() -> None:
     """After a timeout no process of the command is left (the SSH executor kills the whole process group)."""
     marker = "sleep 4343.5"

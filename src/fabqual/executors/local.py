@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -27,20 +29,23 @@ class LocalExecutor:
     ) -> CommandResult:
         text = command_text(command)
         start = time.monotonic()
+        # Its own process group, so a timeout kills everything the command started.
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", text],
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         try:
-            proc = subprocess.run(
-                ["/bin/sh", "-c", text],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as expired:
-            output = _decode(expired.stdout) + _decode(expired.stderr)
-            raise CommandTimeoutError(self.node, text, timeout, output) from None
-        result = CommandResult(self.node, text, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise CommandTimeoutError(self.node, text, timeout, (out or "") + (err or "")) from None
+        result = CommandResult(self.node, text, proc.returncode, out, err, time.monotonic() - start)
         if check and not result.ok:
             raise CommandError(result)
         return result
@@ -53,9 +58,3 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _decode(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode(errors="replace")
