@@ -4,7 +4,8 @@ Quirks handled (fio 3.33, Debian 12; research/mission_anchors.md):
 
 - fio writes error lines (``fio: io_u error on file …``, ``fio: pid=…, err=…``)
   to stderr, and when stderr and stdout share a channel they land *before* the
-  JSON (axboe/fio#731, #1685). The JSON starts at the first line that is ``{``.
+  JSON (axboe/fio#731, #1685); some warnings go to stdout before it anyway. The
+  JSON starts at the first line that starts with ``{``.
 - A failed job still yields a well-formed report, with ``"error" : <errno>`` and
   zero I/O; fio exits 1 then. A non-zero ``error`` is reported as a ParseError
   naming the job and the errno, so such a run can never count as a pass.
@@ -108,10 +109,11 @@ def parse_fio(output: str) -> FioResult:
 
 
 def _json_start(output: str) -> int | None:
-    """Offset of the line that opens fio's report (a lone ``{``)."""
+    """Offset of the line that opens fio's report (fio prints a lone ``{``; error
+    lines before it start with ``fio:`` or a job name, never with a brace)."""
     offset = 0
     for line in output.splitlines(keepends=True):
-        if line.strip() == "{":
+        if line.lstrip().startswith("{"):
             return offset + line.index("{")
         offset += len(line)
     return None

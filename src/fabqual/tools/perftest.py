@@ -42,6 +42,7 @@ _TO_GBPS = {"Gb/sec": 1.0, "MB/sec": 8 * 2**20 / 1e9, "MiB/sec": 8 * 2**20 / 1e9
 
 _TITLE = re.compile(r"^\s*([A-Za-z_]+(?: [A-Za-z_]+)*? (?:BW|Latency) Test)\s*$")
 _DASHES = re.compile(r"^-{20,}\s*$")
+_ROW_START = re.compile(r"^\s*\d+\s+\d+\s")
 _NUMBER_ROW = re.compile(r"^\s*\d+\s+\d+(?:\s+-?[\d.]+(?:e[-+]?\d+)?)+\s*$")
 _INFO_PAIR = re.compile(r"([A-Za-z][^:\t]*?)\s*:\s*([^\t]+?)\s*(?=\t|$)")
 
@@ -128,6 +129,8 @@ def parse_perftest(output: str) -> PerftestResult:
             break
         if _NUMBER_ROW.match(line):
             rows.append(line.split())
+        elif _ROW_START.match(line):  # looks like a row (warnings never start with numbers) but is not one
+            raise ParseError(TOOL, f"garbled result row {line.strip()!r}", output)
     else:
         raise ParseError(TOOL, "the result table is not closed by a dashed line: output truncated", output)
     if not rows:

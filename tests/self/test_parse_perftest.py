@@ -1,0 +1,227 @@
+"""perftest (Debian 12's 4.5-0.17) table and --out_json parsing, and its command lines.
+
+SOURCE_DERIVED samples (fixtures/outputs/perftest/source-derived/) were rendered
+from perftest v4.5-0.17's own printf formats because no RDMA device existed here
+while this was written; see their README.md. ``no_device.txt`` is a real capture
+from the dev host. Real captures from the emulated lab live in
+fixtures/outputs/perftest/lab/ when they exist, each with an ``.origin`` file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fabqual.errors import ParseError
+from fabqual.tools.perftest import parse_perftest, parse_perftest_json, perftest_command, read_perftest_json
+
+ROOT = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "perftest"
+SOURCE_DERIVED = ROOT / "source-derived"
+LAB = ROOT / "lab"
+
+
+def derived(name: str) -> str:
+    """A sample rendered from perftest's source formats (NOT a capture)."""
+    return (SOURCE_DERIVED / name).read_text()
+
+
+# ---- text tables (source-derived) ----
+
+
+def test_write_bw_table() -> None:
+    result = parse_perftest(derived("ib_write_bw_65536_client.txt"))
+    assert result.test == "RDMA_Write BW Test" and result.kind == "bw" and result.bw_unit == "Gb/sec"
+    row = result.bw_rows[0]
+    assert (row.size, row.iterations, row.bw_peak, row.bw_avg, row.msg_rate_mpps) == (65536, 5000, 0.12, 0.11, 0.00021)
+    assert result.bw_gbps == 0.11
+    assert result.info["Device"] == "rxe0" and result.info["Mtu"] == "1024[B]" and result.info["GID index"] == "1"
+    assert result.info["Link type"] == "Ethernet" and result.info["Transport type"] == "IB"
+    assert result.notes == ()
+
+
+def test_send_bw_six_decimals_and_cpu_frequency_warning_ignored() -> None:
+    result = parse_perftest(derived("ib_send_bw_4096_cpufreq_warning.txt"))
+    assert result.test == "Send BW Test"
+    assert result.bw_rows[0].bw_avg == 0.094213 and result.bw_rows[0].size == 4096
+    assert result.notes[0].startswith("Conflicting CPU frequency values detected")
+
+
+def test_read_bw_mtu_warning_kept_as_note() -> None:
+    result = parse_perftest(derived("ib_read_bw_65536_mtu_warning.txt"))
+    assert result.test == "RDMA_Read BW Test" and result.bw_gbps == 0.12
+    assert result.notes == ("Requested mtu is higher than active mtu", "Changing to active mtu - 3")
+    assert result.info["Outstand reads"] == "128"
+
+
+def test_write_lat_table() -> None:
+    result = parse_perftest(derived("ib_write_lat_2_client.txt"))
+    assert result.test == "RDMA_Write Latency Test" and result.kind == "lat" and result.bw_unit is None
+    row = result.lat_rows[0]
+    assert (row.size, row.iterations) == (2, 1000)
+    assert (row.t_min_us, row.t_max_us, row.t_typical_us, row.t_avg_us) == (180.33, 2890.51, 271.62, 288.47)
+    assert (row.t_stdev_us, row.p99_us, row.p999_us) == (97.05, 771.20, 2890.51)
+    assert (result.lat_typical_us, result.lat_p99_us, result.lat_avg_us) == (271.62, 771.20, 288.47)
+    with pytest.raises(ParseError, match="has no bandwidth rows"):
+        _ = result.bw_gbps
+
+
+def test_server_side_prints_the_same_table() -> None:
+    result = parse_perftest(derived("ib_send_lat_64_server.txt"))
+    assert result.test == "Send Latency Test" and result.lat_typical_us == 305.48
+
+
+def test_several_sizes_and_megabytes() -> None:
+    """-a gives one row per size; without --report_gbits the unit is MB/sec (2^20 B/s)."""
+    text = derived("ib_write_bw_65536_client.txt").replace("[Gb/sec]", "[MB/sec]")
+    text = text.replace(
+        " 65536      5000",
+        " 2          5000             1.20               1.10\t\t   1.000000\n 65536      5000",
+    )
+    result = parse_perftest(text)
+    assert [row.size for row in result.bw_rows] == [2, 65536]
+    assert result.bw_unit == "MB/sec"
+    assert result.bw_gbps == pytest.approx(0.11 * 8 * 2**20 / 1e9)
+
+
+# ---- rejection ----
+
+
+def test_real_no_device_output_is_a_parse_error() -> None:
+    """Captured on the dev host (no RDMA device): no table, so no result."""
+    assert (ROOT / "no_device.txt.origin").is_file()
+    text = (ROOT / "no_device.txt").read_text()
+    with pytest.raises(ParseError, match="no result table") as caught:
+        parse_perftest(text)
+    assert "Unable to find the Infiniband/RoCE device" in str(caught.value)
+
+
+def _cut_after(text: str, marker: str) -> str:
+    return text[: text.index(marker) + len(marker)]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: _cut_after(t, "MsgRate[Mpps]\n"), "not closed by a dashed line: output truncated"),
+        (lambda t: _cut_after(t, "MsgRate[Mpps]\n") + "-" * 87 + "\n", "has a header but no rows"),
+        (lambda t: t.replace("0.12               0.11", "0.00               0.00"), "size 65536 BW average is 0"),
+        (lambda t: t.replace("0.000210", "nan"), "garbled result row"),
+        (lambda t: t.replace("[Gb/sec]", "[furlongs]"), "unknown bandwidth unit 'furlongs'"),
+        (lambda t: _cut_after(t, "Data ex. method : Ethernet\n"), "no result table"),
+    ],
+    ids=["truncated", "no-rows", "zero-bw", "nan", "unit", "cut-before-table"],
+)
+def test_truncated_zero_or_garbled_tables_are_rejected(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParseError, match=message):
+        parse_perftest(edit(derived("ib_write_bw_65536_client.txt")))
+
+
+def test_latency_row_with_zero_typical_is_rejected() -> None:
+    text = derived("ib_write_lat_2_client.txt").replace("271.62", "0.00  ")
+    with pytest.raises(ParseError, match="size 2 t_typical is 0: nothing was measured"):
+        parse_perftest(text)
+
+
+def test_duration_mode_latency_is_refused() -> None:
+    text = derived("ib_write_lat_2_client.txt")
+    header = next(line for line in text.splitlines() if "#bytes" in line)
+    row = next(line for line in text.splitlines() if line.startswith(" 2 "))
+    text = text.replace(header, " #bytes        #iterations       t_avg[usec]    tps average").replace(
+        row, " 2             1000            288.47         1733.50"
+    )
+    with pytest.raises(ParseError, match="duration-mode latency"):
+        parse_perftest(text)
+
+
+# ---- --out_json (not JSON in 4.5-0.17) ----
+
+
+def test_out_json_is_not_json_but_is_read() -> None:
+    text = derived("ib_write_bw_65536.out_json")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    sections = read_perftest_json(text)
+    assert sections["test_info"]["Device"] == "rxe0"  # quoted in the file
+    assert sections["test_info"]["TX_depth"] == 128  # "TX_depth : 128," (space before the colon)
+    assert sections["results"]["BW_average"] == 0.11
+
+
+def test_out_json_bw() -> None:
+    result = parse_perftest_json(derived("ib_write_bw_65536.out_json"))
+    assert result.test == "RDMA_Write_BW_Test" and result.bw_unit == "Gb/sec"
+    assert result.bw_rows[0].size == 65536 and result.bw_gbps == 0.11 and result.bw_rows[0].bw_peak == 0.12
+
+
+def test_out_json_lat() -> None:
+    result = parse_perftest_json(derived("ib_write_lat_2.out_json"))
+    assert result.test == "RDMA_Write_Latency_Test"
+    assert (result.lat_typical_us, result.lat_p99_us) == (271.62, 771.20)
+    assert result.lat_rows[0].p999_us == 2890.51
+
+
+def test_out_json_standard_json_of_newer_perftest_is_read_too() -> None:
+    """perftest PR #239 made the file real JSON; the same reader accepts it."""
+    data = {
+        "test_info": {"test": "RDMA_Write_BW_Test", "Device": "mlx5_0"},
+        "results": {"MsgSize": 65536, "n_iterations": 5000, "BW_peak": 0.0, "BW_average": 92.4, "MsgRate": 0.176},
+    }
+    result = parse_perftest_json(json.dumps(data))
+    assert result.bw_gbps == 92.4 and result.bw_rows[0].bw_peak == 0.0
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("results: {", "result: {"), "sections test_info and results are needed"),
+        (lambda t: t.rsplit("}", 1)[0], "no closing brace: the file is truncated"),
+        (lambda t: t.replace("BW_average: 0.11,", "BW_average: 0.00,"), "BW_average is 0"),
+        (lambda t: t.replace("MsgRate: 0.000210,", ""), "results has no MsgRate"),
+        (lambda t: t.replace("Mtu: 1024,", "Mtu 1024"), r"line \d+ is not 'key: value'"),
+        (lambda t: "", "no closing brace"),
+        (lambda t: t + "trailing: 1,\n", "text after the closing brace"),
+    ],
+    ids=["no-results", "truncated", "zero", "missing", "garbled", "empty", "trailer"],
+)
+def test_out_json_rejections(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ParseError, match=message):
+        parse_perftest_json(edit(derived("ib_write_bw_65536.out_json")))
+
+
+# ---- command lines ----
+
+
+def test_commands_always_pass_F_and_gbits_for_bandwidth() -> None:
+    server = perftest_command("ib_write_bw", device="rxe0", gid_index=1, port=18601, size=65536, iterations=1000)
+    assert server == ["ib_write_bw", "-d", "rxe0", "-x", "1", "-F", "-p", "18601", "--report_gbits", "-s", "65536",
+                      "-n", "1000"]  # fmt: skip
+    client = perftest_command(
+        "ib_write_lat",
+        device="rxe0",
+        gid_index=1,
+        port=18601,
+        size=2,
+        json_file="/tmp/x.json",
+        server_address="10.0.0.1",
+    )
+    assert "--report_gbits" not in client and "-F" in client
+    assert client[-3:] == ["--out_json", "--out_json_file=/tmp/x.json", "10.0.0.1"]
+    sweep = perftest_command("ib_send_bw", device="rxe0", gid_index=3, port=1, size=None)
+    assert "-a" in sweep
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": None, "json_file": "/tmp/x"}, "keeps only the last size"),
+        ({"size": 2, "duration_s": 5, "test": "ib_write_lat"}, "latency tests run by iterations"),
+        ({"size": 2, "test": "ib_atomic_bw"}, "is not one of"),
+    ],
+)
+def test_command_misuse_is_refused(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"test": "ib_write_bw", "device": "rxe0", "gid_index": 1, "port": 1}
+    args.update(kwargs)
+    test = str(args.pop("test"))
+    with pytest.raises(ValueError, match=message):
+        perftest_command(test, **args)  # type: ignore[arg-type]
