@@ -8,7 +8,10 @@ yaml) re-raises them as one of these with ``from``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fabqual.executors.base import CommandResult
 
 
 class FabqualError(Exception):
@@ -44,7 +47,7 @@ class CommandError(FabqualError):
     Carries the result so callers can look at exit status and output.
     """
 
-    def __init__(self, result: CommandResultLike, message: str | None = None) -> None:
+    def __init__(self, result: CommandResult, message: str | None = None) -> None:
         self.result = result
         tail = _tail(result.stderr or result.stdout)
         text = message or (
@@ -87,14 +90,6 @@ class ThresholdError(FabqualError):
 class CodecError(FabqualError):
     """Bytes that do not decode as the SCSI or tunnel structure they claim to be."""
 
-
-class CommandResultLike(Protocol):  # pragma: no cover - typing aid only
-    node: str
-    command: str
-    exit_status: int
-    stdout: str
-    stderr: str
-    duration: float
 
 
 def _tail(text: str, lines: int = 20) -> str:
