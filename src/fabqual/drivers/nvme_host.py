@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fabqual.drivers.journal import Journal, modprobe
+from fabqual.drivers.journal import Journal, modprobe, write
 from fabqual.errors import CommandError, DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
 
@@ -209,6 +209,7 @@ class NvmeHost:
         return parse_nvme_list(self.executor.run("nvme list -o json", timeout=60).stdout)
 
     def discover(self, spec: ConnectSpec) -> list[DiscoveryRecord]:
+        modprobe(self.executor, self.HOST_MODULES[spec.trtype])  # nvme-cli cannot even scan without nvme-fabrics
         command = shlex.join(["nvme", "discover", *spec.args(), "-q", self.hostnqn(), "-o", "json"])
         log_step(self.executor.node, f"nvme discover {spec.trtype} {spec.traddr}")
         result = self.executor.run(command, timeout=120, check=False)
@@ -228,8 +229,6 @@ class NvmeHost:
             command += ["--ctrl-loss-tmo", str(spec.ctrl_loss_tmo)]
         if spec.reconnect_delay is not None:
             command += ["--reconnect-delay", str(spec.reconnect_delay)]
-        if spec.fast_io_fail_tmo is not None:
-            command += ["--fast_io_fail_tmo", str(spec.fast_io_fail_tmo)]
         # Journal the disconnect first: a connect that times out may still leave a controller.
         self.journal.record(
             self.executor.node, f"nvme controllers of {spec.subsystem_nqn}", lambda: self.disconnect(spec.subsystem_nqn)
@@ -246,6 +245,10 @@ class NvmeHost:
             raise DriverError(
                 f"{self.executor.node}: nvme connect to {spec.subsystem_nqn} succeeded but no new controller appeared"
             )
+        if spec.fast_io_fail_tmo is not None:
+            # nvme-cli 2.3 has no option for it; the controller's sysfs attribute (Linux >= 5.10) does.
+            for controller in new:
+                write(self.executor, f"/sys/class/nvme/{controller}/fast_io_fail_tmo", str(spec.fast_io_fail_tmo))
         return new
 
     def _controllers(self, nqn: str) -> list[str]:
