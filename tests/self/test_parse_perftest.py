@@ -2,9 +2,10 @@
 
 SOURCE_DERIVED samples (fixtures/outputs/perftest/source-derived/) were rendered
 from perftest v4.5-0.17's own printf formats because no RDMA device existed here
-while this was written; see their README.md. ``no_device.txt`` is a real capture
-from the dev host. Real captures from the emulated lab live in
-fixtures/outputs/perftest/lab/ when they exist, each with an ``.origin`` file.
+at first; see their README.md. ``no_device.txt`` is a real capture from the dev
+host. REAL captures from the emulated lab (rxe between the two guests) are in
+fixtures/outputs/perftest/lab/, each with an ``.origin`` file, and are tested at
+the end of this module.
 """
 
 from __future__ import annotations
@@ -225,3 +226,77 @@ def test_command_misuse_is_refused(kwargs: dict[str, object], message: str) -> N
     test = str(args.pop("test"))
     with pytest.raises(ValueError, match=message):
         perftest_command(test, **args)  # type: ignore[arg-type]
+
+
+# ---- real captures from the emulated lab (rxe between the two guests) ----
+
+
+def lab(name: str) -> str:
+    assert (LAB / f"{name}.origin").is_file(), f"{name} has no .origin file"
+    return (LAB / name).read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "test", "size", "peak", "avg", "rate"),
+    [
+        ("ib_write_bw_65536_client.txt", "RDMA_Write BW Test", 65536, 0.081763, 0.066541, 0.000127),
+        ("ib_write_bw_65536_server.txt", "RDMA_Write BW Test", 65536, 0.081763, 0.066541, 0.000127),
+        ("ib_write_bw_65536_json_client.txt", "RDMA_Write BW Test", 65536, 0.057895, 0.057895, 0.000110),
+        ("ib_read_bw_65536_mtu4096_client.txt", "RDMA_Read BW Test", 65536, 0.067452, 0.061793, 0.000118),
+        ("ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.040646, 0.028546, 0.000871),
+        ("ib_send_bw_4096_server.txt", "Send BW Test", 4096, 0.0, 0.029299, 0.000894),  # receiver: no peak
+    ],
+)
+def test_lab_bandwidth_tables(name: str, test: str, size: int, peak: float, avg: float, rate: float) -> None:
+    result = parse_perftest(lab(name))
+    assert result.test == test and result.bw_unit == "Gb/sec" and result.info["Device"] == "rxe0"
+    assert len(result.bw_rows) == 1
+    row = result.bw_rows[0]
+    assert (row.size, row.iterations, row.bw_peak, row.bw_avg, row.msg_rate_mpps) == (size, 1000, peak, avg, rate)
+    assert result.bw_gbps == avg
+
+
+def test_lab_mtu_warning_is_a_note() -> None:
+    result = parse_perftest(lab("ib_read_bw_65536_mtu4096_client.txt"))
+    assert result.notes == ("Requested mtu is higher than active mtu", "Changing to active mtu - 3")
+    assert result.info["Mtu"] == "1024[B]" and result.info["Outstand reads"] == "128"
+
+
+@pytest.mark.parametrize(
+    ("name", "test", "size", "numbers"),
+    [
+        ("ib_write_lat_2_client.txt", "RDMA_Write Latency Test", 2,
+         (269.94, 4943.64, 310.04, 457.43, 460.24, 2620.97, 4943.64)),
+        ("ib_write_lat_2_server.txt", "RDMA_Write Latency Test", 2,
+         (254.44, 6033.31, 309.18, 455.13, 458.21, 2585.10, 6033.31)),
+        ("ib_send_lat_64_client.txt", "Send Latency Test", 64,
+         (307.03, 27875.15, 878.66, 1896.21, 2000.96, 9754.29, 27875.15)),
+        ("ib_send_lat_64_server.txt", "Send Latency Test", 64,
+         (286.74, 36068.74, 969.42, 1877.82, 1917.09, 8552.17, 36068.74)),
+    ],
+)  # fmt: skip
+def test_lab_latency_tables(name: str, test: str, size: int, numbers: tuple[float, ...]) -> None:
+    result = parse_perftest(lab(name))
+    assert result.test == test
+    row = result.lat_rows[0]
+    assert (row.size, row.iterations) == (size, 1000)
+    assert (row.t_min_us, row.t_max_us, row.t_typical_us, row.t_avg_us, row.t_stdev_us, row.p99_us, row.p999_us) == (
+        numbers
+    )
+
+
+def test_lab_out_json_files_are_not_json_and_match_the_table() -> None:
+    """The real 4.5-0.17 --out_json files: unquoted, trailing commas; same numbers as stdout."""
+    for name in ("ib_write_bw_65536_json.out_json", "ib_send_bw_4096.out_json", "ib_write_lat_2_json.out_json"):
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(lab(name))
+    bw = parse_perftest_json(lab("ib_write_bw_65536_json.out_json"))
+    assert bw.test == "RDMA_Write_BW_Test" and bw.info["Device"] == "rxe0" and bw.info["GID_index"] == "1"
+    assert bw.bw_rows[0] == parse_perftest(lab("ib_write_bw_65536_json_client.txt")).bw_rows[0]
+    send = parse_perftest_json(lab("ib_send_bw_4096.out_json"))
+    assert send.test == "Send_BW_Test" and send.bw_gbps == 0.028546 and send.info["CQ_Moderation"] == "100"
+    assert send.bw_rows[0] == parse_perftest(lab("ib_send_bw_4096_client.txt")).bw_rows[0]
+    latency = parse_perftest_json(lab("ib_write_lat_2_json.out_json"))
+    assert latency.test == "RDMA_Write_Latency_Test"
+    assert latency.lat_rows[0] == parse_perftest(lab("ib_write_lat_2_json_client.txt")).lat_rows[0]
+    assert (latency.lat_typical_us, latency.lat_p99_us) == (357.30, 6369.32)
