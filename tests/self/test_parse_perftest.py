@@ -11,12 +11,20 @@ the end of this module.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from fabqual.errors import ParseError
-from fabqual.tools.perftest import parse_perftest, parse_perftest_json, perftest_command, read_perftest_json
+from fabqual.errors import LabError, ParseError
+from fabqual.executors.local import LocalExecutor
+from fabqual.tools.perftest import (
+    parse_perftest,
+    parse_perftest_json,
+    perftest_command,
+    read_perftest_json,
+    run_perftest,
+)
 
 ROOT = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "perftest"
 SOURCE_DERIVED = ROOT / "source-derived"
@@ -300,3 +308,21 @@ def test_lab_out_json_files_are_not_json_and_match_the_table() -> None:
     assert latency.test == "RDMA_Write_Latency_Test"
     assert latency.lat_rows[0] == parse_perftest(lab("ib_write_lat_2_json_client.txt")).lat_rows[0]
     assert (latency.lat_typical_us, latency.lat_p99_us) == (357.30, 6369.32)
+
+
+# ---- the runner, with the real perftest of this machine (which has no RDMA device) ----
+
+
+@pytest.mark.skipif(shutil.which("ib_write_bw") is None, reason="perftest is not installed on this machine")
+@pytest.mark.skipif(Path("/sys/class/infiniband").is_dir(), reason="this machine has RDMA devices: no failure to see")
+def test_run_perftest_reports_a_server_that_cannot_start_and_cleans_up() -> None:
+    """The server side fails for real (no device): a LabError with perftest's own words,
+    and neither a process nor a log file is left behind."""
+    executor = LocalExecutor()
+    with pytest.raises(LabError, match=r"(?s)port 18599 exited: .*Unable to find the Infiniband/RoCE"):
+        run_perftest(
+            executor, executor, test="ib_write_bw", device="rxe0", gid_index=1, server_address="127.0.0.1",
+            size=65536, iterations=10, port=18599,
+        )  # fmt: skip
+    assert not list(Path("/tmp").glob("fabqual-perftest-18599*"))
+    assert executor.run("pgrep -f 'ib_write_b[w] -d rxe0 -x 1 -F -p 18599' || true").stdout.strip() == ""
