@@ -36,7 +36,7 @@ from fabqual.errors import LabError
 from fabqual.lab import guest
 
 # Bump when the way the image is built changes (the inputs below are hashed anyway).
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 SUITE = "bookworm"
 
 GUEST_PACKAGES: tuple[str, ...] = (
@@ -58,6 +58,8 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "python3",
     "procps",
     "tcmu-runner",
+    # init-system-helpers wants usrmerge | usr-is-merged; usrmerge drags in perl (~50 MB).
+    "usr-is-merged",
 )
 
 # Kernel modules the lab uses; their hard dependencies are added by modprobe.
@@ -110,7 +112,16 @@ GUEST_MODULES: tuple[str, ...] = (
 OOT_MODULES: dict[str, str] = {"nvme-fcloop": "fcloop.c", "nvme-loop": "loop.c"}
 
 # Trimmed from the guest: documentation and translations nobody reads in a lab VM.
-_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt", "var/lib/apt/lists")
+_TRIM = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/lib/udev/hwdb.d",  # 22 MB with hwdb.bin: device names only, nothing the lab uses
+    "usr/lib/x86_64-linux-gnu/gconv",  # iconv charsets; no lab tool converts
+)
 
 Progress = Callable[[str], None]
 
@@ -418,6 +429,7 @@ def _configure(root: Path) -> None:
         key.unlink()
     for rel in _TRIM:
         shutil.rmtree(root / rel, ignore_errors=True)
+    (root / "usr/lib/udev/hwdb.bin").unlink(missing_ok=True)
     (root / "etc" / "machine-id").write_text("")  # systemd makes a fresh one per boot
     (root / "etc" / "hostname").write_text("fabqual-guest\n")
     chroot = ["chroot", str(root), "systemctl"]

@@ -1,0 +1,152 @@
+"""The emulated lab: two real Debian 12 kernels under QEMU, reached over real SSH.
+
+The session fixture boots the lab once (building the image first if the cache
+has none: several minutes cold, seconds warm) and stops it at the end. Nothing
+here is mocked: the guests, their kernels, sshd and the data link are real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fabqual.errors import LabError
+from fabqual.executors.ssh import SshExecutor
+from fabqual.lab import EmulatedLab
+from fabqual.lab import vm as lab_vm
+from fabqual.topology import Topology, load_topology
+
+FABRIC_MODULES = "nvmet nvmet-rdma nvme-fc nvmet-fc rdma_rxe target_core_user tcm_loop"
+
+
+@dataclass(frozen=True)
+class SessionLab:
+    lab: EmulatedLab
+    booted_here: bool  # False: it ran before this session (someone else's): never kill it
+
+
+@pytest.fixture(scope="session")
+def session_lab() -> Iterator[SessionLab]:
+    lab = EmulatedLab(progress=print)
+    booted_here = not lab.is_running()
+    lab.ensure_up()
+    yield SessionLab(lab, booted_here)
+    if booted_here:
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab(session_lab: SessionLab) -> EmulatedLab:
+    return session_lab.lab
+
+
+@pytest.fixture()
+def own_lab(session_lab: SessionLab) -> EmulatedLab:
+    """The lab, for tests that break it; only when this session booted it."""
+    if not session_lab.booted_here:
+        pytest.skip("the lab was running before this session (someone else's); not stopping or killing it")
+    return session_lab.lab
+
+
+@pytest.fixture(scope="session")
+def topology(lab: EmulatedLab) -> Topology:
+    return load_topology(lab.topology_path)
+
+
+@pytest.fixture()
+def ssh(topology: Topology) -> Iterator[dict[str, SshExecutor]]:
+    executors = {node.name: SshExecutor.for_node(node) for node in topology.nodes}
+    yield executors
+    for executor in executors.values():
+        executor.close()
+
+
+def test_prepare_writes_a_loadable_topology_without_booting(tmp_path: Path) -> None:
+    """prepare() picks ports and keys and writes a valid emulated topology; no QEMU is started."""
+    lab = EmulatedLab(cache=tmp_path)
+    path = lab.prepare()
+    topology = load_topology(path)
+    assert topology.emulated and topology.profile == "emulated"
+    assert [n.name for n in topology.nodes] == ["tgt", "ini"]
+    assert {link.type for link in topology.links} == {"fc_nvme", "nvmet_rdma", "ipofc"}
+    tgt, ini = topology.node("tgt"), topology.node("ini")
+    assert tgt.port != ini.port and tgt.address == "127.0.0.1"
+    assert tgt.host_key_check and tgt.known_hosts == str(lab.known_hosts)
+    assert tgt.rnic("rnic0").address == "192.168.77.1/24" and ini.rnic("rnic0").address == "192.168.77.2/24"
+    assert [s.path for s in tgt.scratch_devices] == ["/dev/nullb0", "/dev/nullb1"]
+    known = lab.known_hosts.read_text()
+    assert f"[127.0.0.1]:{tgt.port} ssh-ed25519 " in known and f"[127.0.0.1]:{ini.port} ssh-ed25519 " in known
+    assert lab.status().state == "down" and not lab_vm.find_stray(lab.run_dir)
+    # A second prepare keeps the ports, so a topology loaded at collection stays valid.
+    assert load_topology(lab.prepare()).node("tgt").port == tgt.port
+
+
+def test_second_up_while_one_is_booting_says_so(tmp_path: Path) -> None:
+    """While one process holds the lab lock (booting), another `up` fails with one clear line."""
+    booting = EmulatedLab(cache=tmp_path)
+    with booting._lock(wait=False), pytest.raises(LabError, match="being brought up by another process"):
+        EmulatedLab(cache=tmp_path).ensure_up()
+
+
+def test_ssh_reaches_both_guests_with_checked_host_keys(topology: Topology, ssh: dict[str, SshExecutor]) -> None:
+    """The fabqual SSH executor logs into both guests, host keys verified against the lab's known_hosts."""
+    for name in ("tgt", "ini"):
+        node = topology.node(name)
+        assert node.host_key_check
+        result = ssh[name].run("hostname; uname -r; nproc")
+        hostname, kernel, cpus = result.stdout.split()
+        assert hostname == name
+        assert kernel.startswith("6.1.0-") and kernel.endswith("-amd64")
+        assert cpus == "1"
+
+
+def test_data_link_carries_ping_between_guests(ssh: dict[str, SshExecutor]) -> None:
+    """The UDP socket link between the guests carries IP: tgt pings ini's data address."""
+    result = ssh["tgt"].run("ping -c 3 -W 5 192.168.77.2", timeout=60)
+    assert " 0% packet loss" in result.stdout, result.stdout
+
+
+def test_fabric_modules_load_including_built_fcloop(ssh: dict[str, SshExecutor]) -> None:
+    """Debian's fabric modules and the out-of-tree nvme-fcloop / nvme-loop load in the guest."""
+    tgt = ssh["tgt"]
+    tgt.run(f"modprobe -a {FABRIC_MODULES}", timeout=120)
+    tgt.run("modprobe nvme-fcloop && modprobe nvme-loop", timeout=60)
+    loaded = tgt.run("cat /proc/modules").stdout
+    for module in (*FABRIC_MODULES.replace("-", "_").split(), "nvme_fcloop", "nvme_loop"):
+        assert f"\n{module} " in f"\n{loaded}", f"{module} not loaded"
+    # rxe's crc32 soft dependency is present: creating a soft-RoCE device works.
+    tgt.run("rdma link add fabqual_probe type rxe netdev eth1 && rdma link delete fabqual_probe", timeout=60)
+    # Leave the guest as found: unload what this test loaded (best effort, order matters).
+    tgt.run("modprobe -r nvme-fcloop nvme-loop", check=False, timeout=60)
+
+
+def test_killed_guest_is_reported_with_its_console(own_lab: EmulatedLab) -> None:
+    """A guest whose QEMU dies makes the lab 'broken', naming the guest and showing its console tail."""
+    lab = own_lab
+    status = lab.status()
+    assert status.state == "running"
+    ini = next(g for g in status.guests if g.name == "ini")
+    assert ini.pid is not None
+    os.kill(ini.pid, signal.SIGKILL)
+    lab_vm.stop(ini.pid, lab.run_dir)  # waits until the pid is gone
+    broken = lab.status()
+    assert broken.state == "broken" and not lab.is_running()
+    assert "guest ini" in broken.detail and "console tail" in broken.detail
+    tail = lab_vm.console_tail(ini.console_log)
+    assert tail != "(no console output)" and tail in broken.detail
+
+
+def test_down_leaves_no_qemu_and_restores_sysctls(own_lab: EmulatedLab) -> None:
+    """After down() no QEMU of the lab runs, and the socket buffer sysctls are back to their old values."""
+    lab = own_lab
+    saved = lab._read_state().get("sysctl", {})
+    lab.down()
+    assert not lab_vm.find_stray(lab.run_dir)
+    assert lab.status().state == "down"
+    for name, value in saved.items():
+        assert int(Path("/proc/sys", *name.split(".")).read_text()) == value
