@@ -84,6 +84,10 @@ class EmulatedLab:
         with self._lock(wait=False):
             if self.is_running():
                 return self.topology_path
+            if self._read_state().get("pids"):
+                # A guest died (or an earlier up was killed): stop what is left before booting anew.
+                self._progress("the lab was broken; stopping what is left of it first")
+                self._teardown()
             self._prepare()
             try:
                 self._boot()
