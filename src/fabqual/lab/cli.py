@@ -22,16 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lab = subparsers.add_parser("lab", help="the emulated lab: two QEMU guests standing in for a rack")
     commands = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,down,status,ssh}")
     up = commands.add_parser("up", help="build the image if needed and boot both guests")
-    up.set_defaults(handler=_up)
+    up.set_defaults(func=_up)
     down = commands.add_parser("down", help="stop both guests and restore the host")
-    down.set_defaults(handler=_down)
+    down.set_defaults(func=_down)
     status = commands.add_parser("status", help="show whether the lab runs, its guests and topology")
-    status.set_defaults(handler=_status)
+    status.set_defaults(func=_status)
     ssh = commands.add_parser("ssh", help="open a shell (or run CMD) on a guest")
     ssh.add_argument("node", choices=[name for name, _address in GUESTS])
     ssh.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run instead of a shell (after --)")
-    ssh.set_defaults(handler=_ssh)
-    lab.set_defaults(handler=lambda _args: lab.print_help() or 2)
+    ssh.set_defaults(func=_ssh)
+    lab.set_defaults(func=lambda _args: lab.print_help() or 2)
 
 
 def _progress(text: str) -> None:
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        return int(args.func(args))
     except FabqualError as error:
         print(f"fabqual: {error}", file=sys.stderr)
         return 1
