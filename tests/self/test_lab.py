@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +131,33 @@ def test_fabric_modules_load_including_built_fcloop(ssh: dict[str, SshExecutor])
     )
     # Leave the guest as found: unload what this test loaded (best effort, order matters).
     tgt.run("modprobe -r nvme-fcloop nvme-loop", check=False, timeout=60)
+
+
+def test_ctrl_c_during_up_leaves_no_qemu(lab: EmulatedLab, tmp_path: Path) -> None:
+    """Ctrl-C while a second, separate lab is booting stops its guests; nothing of it keeps running.
+
+    Uses its own state dir (tmp_path) and the cached image, so the session's lab is not touched.
+    """
+    code = (
+        "import sys; from pathlib import Path; from fabqual.lab import EmulatedLab; "
+        "EmulatedLab(cache=Path(sys.argv[1])).ensure_up()"
+    )
+    run_dir = tmp_path / "lab" / "run"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not lab_vm.find_stray(run_dir):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the second lab started no QEMU within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert not lab_vm.find_stray(run_dir)
+    assert EmulatedLab(cache=tmp_path).status().state == "down"
 
 
 def test_killed_guest_is_reported_with_its_console(own_lab: EmulatedLab) -> None:

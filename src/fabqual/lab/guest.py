@@ -121,6 +121,9 @@ MASKED_UNITS = (
     "systemd-update-utmp.service",
     "systemd-update-utmp-runlevel.service",
     "getty-static.service",
+    # Root has no password, so a console login is useless; and with coldplug masked
+    # its device never shows up and getty.target waits 90 s for it.
+    "serial-getty@ttyS0.service",
     "systemd-journal-flush.service",
     "systemd-remount-fs.service",
     # Coldplug: the modules the guest needs are loaded by modules-load.d instead.

@@ -36,10 +36,13 @@ from fabqual.errors import LabError
 from fabqual.lab import guest
 
 # Bump when the way the image is built changes (the inputs below are hashed anyway).
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 SUITE = "bookworm"
 
 GUEST_PACKAGES: tuple[str, ...] = (
+    # First, so apt has it marked before systemd's init-system-helpers asks for
+    # "usrmerge | usr-is-merged": usrmerge would drag in perl (~50 MB).
+    "usr-is-merged",
     "systemd",
     "systemd-sysv",
     "udev",
@@ -58,8 +61,6 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "python3",
     "procps",
     "tcmu-runner",
-    # init-system-helpers wants usrmerge | usr-is-merged; usrmerge drags in perl (~50 MB).
-    "usr-is-merged",
 )
 
 # Kernel modules the lab uses; their hard dependencies are added by modprobe.
@@ -165,7 +166,7 @@ def image_key(abi: str, version: str) -> str:
     inputs = {
         "builder": BUILDER_VERSION,
         "suite": SUITE,
-        "packages": sorted(GUEST_PACKAGES),
+        "packages": list(GUEST_PACKAGES),  # order matters to apt (see usr-is-merged)
         "modules": sorted(GUEST_MODULES),
         "oot": OOT_MODULES,
         "files": guest.FILES,

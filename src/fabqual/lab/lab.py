@@ -159,7 +159,7 @@ class EmulatedLab:
                     f"port 127.0.0.1:{port}/{kind} chosen for the lab is now in use; run `fabqual lab down` and retry"
                 )
         image = ensure_image(self._progress)
-        accel = vm.choose_accel(image, self.cache)
+        accel = vm.choose_accel(image, cache_root())
         start = time.monotonic()
         state["sysctl"] = _raise_sysctls()
         state["accel"] = accel

@@ -217,7 +217,12 @@ def _kvm_boots(image: Image, timeout: float = 8.0) -> bool:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
+        out, _ = proc.communicate()  # what it printed before the timeout
+    finally:
+        # Also on Ctrl-C: the probe must not outlive us.
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     return b"Linux version" in out
 
 
