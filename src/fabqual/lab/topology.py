@@ -8,6 +8,7 @@ emulated device saying what real hardware it stands in for.
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ STANDS_IN_FOR: dict[str, str] = {
     "rnic0": "stands in for a Marvell QL41262 RoCE port (qede + qedr): soft-RoCE rdma_rxe on the data link",
     "nullb0": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
     "nullb1": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
+    "pvrdma0": "stands in for vmw_pvrdma0 (a VM's PVRDMA adapter): soft-RoCE rdma_rxe on the data link",
 }
 
 
@@ -74,7 +76,7 @@ def lab_topology(ssh_ports: dict[str, int], key_file: Path, known_hosts: Path) -
         {"name": f"nullb{i}", "path": f"/dev/nullb{i}", "create": "null_blk", "size_mb": 512} for i in (0, 1)
     ]
     ini = node("ini", ["nvme_host", "rdma_endpoint", "vm", "ipofc_end"], INI_DATA)
-    return {
+    data: dict[str, Any] = {
         "name": "emulated-lab",
         "profile": "emulated",
         "emulated": True,
@@ -106,6 +108,69 @@ def lab_topology(ssh_ports: dict[str, int], key_file: Path, known_hosts: Path) -
             },
         ],
     }
+    add_pvrdma(data, free_tcp_port())
+    return data
+
+
+# -- pvrdma: VMware's vCenter simulator + the two guests as the two VMs ---------------
+
+VCSIM_PASSWORD_ENV = "FABQUAL_VCSIM_PASSWORD"
+# vcsim's default inventory (-host 2 -vm 2): two hosts in cluster DC0_C0, one VM on each.
+VCSIM_HOSTS = {"tgt": ("DC0_C0_H0", "192.168.77.11/24"), "ini": ("DC0_C0_H1", "192.168.77.12/24")}
+VCSIM_VMS = {"tgt": "DC0_C0_RP0_VM0", "ini": "DC0_C0_RP0_VM1"}
+VCSIM_UPLINK = "vmnic1"  # a pnic every vcsim host has and no standard switch uses
+
+
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 free now (the pvrdma driver starts vcsim on it at bring-up)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def add_pvrdma(data: dict[str, Any], vcsim_port: int) -> None:
+    """The pvrdma part: vcsim as the vCenter, its two hosts, tgt/ini as its two VMs, rxe for vmw_pvrdma0."""
+    data["vcenters"] = [
+        {
+            "name": "vcsim",
+            "address": "127.0.0.1",
+            "port": vcsim_port,
+            "user": "fabqual",
+            "password_env": VCSIM_PASSWORD_ENV,  # unset: the driver makes up one for its own simulator
+            "datacenter": "DC0",
+            "simulator": True,
+            "tls_verify": True,  # verified against the certificate the simulator writes at start
+        }
+    ]
+    data["esxi_hosts"] = [
+        {"name": host, "vcenter": "vcsim", "uplink": VCSIM_UPLINK, "vmknic": "vmk1", "vmknic_address": vmk}
+        for host, vmk in VCSIM_HOSTS.values()
+    ]
+    for node in data["nodes"]:
+        name = node["name"]
+        node["vm"] = {"vcenter": "vcsim", "esxi_host": VCSIM_HOSTS[name][0], "vm_name": VCSIM_VMS[name]}
+        node["rnics"].append(
+            {
+                "name": "pvrdma0",
+                "model": "PVRDMA (emulated by rdma_rxe)",
+                "emulation": "rxe",
+                "netdev": DATA_NETDEV,
+                "rdma_device": "rxe0",
+                "driver": "rdma_rxe",
+                "address": TGT_DATA if name == "tgt" else INI_DATA,
+            }
+        )
+    data["links"].append(
+        {
+            "name": "pvrdma0",
+            "type": "pvrdma",
+            "emulated": True,
+            "server": {"node": "tgt", "device": "pvrdma0"},
+            "client": {"node": "ini", "device": "pvrdma0"},
+            "vcenter": "vcsim",
+            "mtu": 9000,
+        }
+    )
 
 
 def render(data: dict[str, Any]) -> str:
