@@ -36,12 +36,12 @@ from fabqual.errors import LabError
 from fabqual.lab import guest
 
 # Bump when the way the image is built changes (the inputs below are hashed anyway).
-BUILDER_VERSION = 3
+BUILDER_VERSION = 5
 SUITE = "bookworm"
 
 GUEST_PACKAGES: tuple[str, ...] = (
-    # First, so apt has it marked before systemd's init-system-helpers asks for
-    # "usrmerge | usr-is-merged": usrmerge would drag in perl (~50 MB).
+    # Satisfies init-system-helpers' "usrmerge | usr-is-merged" so that usrmerge,
+    # which the essential phase installs and which drags in perl (~50 MB), can go.
     "usr-is-merged",
     "systemd",
     "systemd-sysv",
@@ -111,6 +111,20 @@ GUEST_MODULES: tuple[str, ...] = (
 
 # Built out of tree: module name -> source file under drivers/nvme/target/.
 OOT_MODULES: dict[str, str] = {"nvme-fcloop": "fcloop.c", "nvme-loop": "loop.c"}
+
+# usrmerge and the perl it needs: the essential phase installs them (and marks them
+# manual, so autoremove keeps them); nothing in the lab uses them. dpkg refuses if
+# anything else came to depend on them, so the build fails loudly rather than
+# losing a package.
+_PERL = (
+    "usrmerge",
+    "libfile-find-rule-perl",
+    "libnumber-compare-perl",
+    "libtext-glob-perl",
+    "perl",
+    "perl-modules-5.36",
+    "libperl5.36",
+)
 
 # Trimmed from the guest: documentation and translations nobody reads in a lab VM.
 _TRIM = (
@@ -209,10 +223,22 @@ def ensure_image(progress: Progress = print) -> Image:
             raise
         final = images / key
         partial.rename(final)
+        _prune(images, keep=key, progress=progress)
         image = _image_at(final, abi, version)
         assert image is not None
         progress(f"lab image ready in {time.monotonic() - start:.0f}s: {_size(image.initrd)} initramfs")
         return image
+
+
+def _prune(images: Path, keep: str, progress: Progress) -> None:
+    """Remove images built from older inputs: only the current one is ever booted again.
+
+    A running guest already has its kernel and initramfs in memory, so removing them is safe.
+    """
+    for old in images.iterdir():
+        if old.name != keep and (old / "image.json").is_file():
+            progress(f"removing outdated lab image {old.name} ({_size(old)})")
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _image_at(directory: Path, abi: str, version: str) -> Image | None:
@@ -241,6 +267,7 @@ def _build(out: Path, abi: str, version: str, progress: Progress) -> None:
                 "--dpkgopt=path-exclude=/usr/share/man/*",
                 "--dpkgopt=path-exclude=/usr/share/locale/*",
                 f"--include={','.join(GUEST_PACKAGES)}",
+                f'--customize-hook=chroot "$1" dpkg --purge {" ".join(_PERL)}',
                 SUITE,
                 str(root),
                 str(sources),
