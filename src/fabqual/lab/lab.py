@@ -51,7 +51,7 @@ class GuestStatus:
 class LabStatus:
     """What ``fabqual lab status`` shows."""
 
-    state: str  # "down", "running" or "broken" (some guest gone)
+    state: str  # "down", "booting", "running" or "broken" (some guest gone)
     guests: tuple[GuestStatus, ...]
     topology: Path | None
     accel: str | None
@@ -122,14 +122,16 @@ class EmulatedLab:
         if not pids:
             return LabStatus("down", guests, None, None)
         dead = [g for g in guests if not g.alive]
-        if not dead and state.get("up"):
-            return LabStatus("running", guests, self.topology_path, state.get("accel"))
+        if not dead:
+            # "booting" also covers an `up` killed mid-boot: the next ensure_up() stops and reboots it.
+            phase = "running" if state.get("up") else "booting"
+            return LabStatus(phase, guests, self.topology_path, state.get("accel"))
         detail = "\n".join(
             f"guest {g.name} (pid {g.pid}) is not running; console tail ({g.console_log}):\n"
             + vm.console_tail(g.console_log)
             for g in dead
         )
-        return LabStatus("broken", guests, self.topology_path, state.get("accel"), detail or "still booting")
+        return LabStatus("broken", guests, self.topology_path, state.get("accel"), detail)
 
     # -- steps --------------------------------------------------------------
 
