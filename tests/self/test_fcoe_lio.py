@@ -1,0 +1,197 @@
+"""FCoE + LIO drivers: parsers on real lab captures, and the real carrier on the running lab.
+
+The lab tests bring software FCoE up between the two emulated-lab guests, export
+a backstore of ``tgt`` through ``tcm_fc`` to ``ini``, drive it with sg3_utils on
+``ini``, and prove teardown leaves no FCoE controller, LIO target or backstore.
+They use the running lab and skip when it is not up (they never boot or stop it).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fabqual.drivers.fc_host import parse_fc_hosts
+from fabqual.drivers.fcoe import colon_wwn, fcoe_state, parse_remote_ports
+from fabqual.drivers.journal import Journal
+from fabqual.drivers.lio import Lio, lio_state
+from fabqual.drivers.scsi_generic import parse_sg_dd_rate, parse_sg_devices
+from fabqual.errors import DriverError, ParseError
+from fabqual.executors.base import Executor
+from fabqual.links.ipofc import Process, export_over_fcoe, ramdisk, tunnel_addresses
+
+CAPTURES = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "fcoe"  # origin: README.md there
+
+
+def capture(name: str) -> str:
+    return (CAPTURES / name).read_text()
+
+
+# --- pure: parsers on captures from the lab ------------------------------------------------
+
+
+def test_remote_ports_initiator_sees_attached_target() -> None:
+    """On the initiator the target's rport is an FCP target with a SCSI target id."""
+    (port,) = parse_remote_ports(capture("rports_ini.txt"))
+    assert (port.host, port.wwpn, port.scsi_target_id) == ("host0", "0x2000525400770001", 0)
+    assert port.is_target
+
+
+def test_remote_ports_target_sees_initiator_only() -> None:
+    """On the target the initiator is not a SCSI target (id -1): is_target must say no."""
+    (port,) = parse_remote_ports(capture("rports_tgt.txt"))
+    assert port.scsi_target_id == -1 and not port.is_target
+
+
+def test_remote_ports_without_target_id_is_a_parse_error() -> None:
+    broken = capture("rports_ini.txt").replace("scsi_target_id:0", "scsi_target_id:")
+    with pytest.raises(ParseError):
+        parse_remote_ports(broken)
+
+
+def test_fcoe_fc_host_reads_with_the_shared_parser() -> None:
+    """An FCoE port parses like an HBA port: Online, WWPN 0x2000<mac>, no line rate."""
+    (port,) = parse_fc_hosts(capture("fc_host_ini.txt"))
+    assert port.online and port.wwpn == "0x2000525400770002" and port.speed_gbps is None
+
+
+def test_sg_devices_identity() -> None:
+    (device,) = parse_sg_devices(capture("sg_ini_ramdisk.txt"))
+    assert (device.path, device.vendor, device.model, device.device_type, device.host) == (
+        "/dev/sg0",
+        "LIO-ORG",
+        "RAMDISK-MCP",
+        0,
+        "host0",
+    )
+
+
+def test_sg_dd_rate_and_missing_rate() -> None:
+    assert parse_sg_dd_rate(capture("sg_dd_write_128k.txt")) == (1.960131, 17.12)
+    with pytest.raises(ParseError):
+        parse_sg_dd_rate("65536+0 records in\n65536+0 records out\n")
+
+
+def test_wwn_spellings() -> None:
+    assert colon_wwn("0x2000525400770001") == "20:00:52:54:00:77:00:01"
+    with pytest.raises(DriverError):
+        colon_wwn("0x2000")
+
+
+def test_tunnel_addresses() -> None:
+    assert tunnel_addresses("10.77.0.0/30") == ("10.77.0.1", "10.77.0.2", 30)
+    with pytest.raises(DriverError):
+        tunnel_addresses("10.77.0.1/32")
+
+
+# --- on the running lab ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guests() -> Iterator[tuple[Executor, Executor]]:
+    from fabqual.executors.ssh import SshExecutor
+    from fabqual.lab import EmulatedLab
+    from fabqual.topology import load_topology
+
+    lab = EmulatedLab()
+    if not lab.is_running():
+        pytest.skip("the emulated lab is not running (`fabqual lab up`); these tests use it, never boot it")
+    topology = load_topology(lab.topology_path)
+    tgt, ini = (SshExecutor.for_node(topology.node(name)) for name in ("tgt", "ini"))
+    yield tgt, ini
+    tgt.close()
+    ini.close()
+
+
+def assert_clean(tgt: Executor, ini: Executor) -> None:
+    assert fcoe_state(tgt) == [] and fcoe_state(ini) == [], "an FCoE controller was left behind"
+    assert lio_state(tgt) == {"backstores": [], "targets": []}, "an LIO object was left on tgt"
+    assert "tcm_fc" not in ini.run("lsmod", timeout=30).stdout, "tcm_fc must never be loaded on the initiator"
+
+
+def test_ramdisk_over_fcoe_reads_writes_and_tears_down(guests: tuple[Executor, Executor]) -> None:
+    """A tcm_fc LUN crosses the data link: INQUIRY/TUR answer, 128 KiB writes read back equal,
+    and teardown leaves no controller, target or backstore."""
+    tgt, ini = guests
+    journal = Journal()
+    try:
+        lun = export_over_fcoe(
+            tgt,
+            ini,
+            journal,
+            ramdisk("fq_selftest_rd", 32 << 20),
+            target_netdev="eth1",
+            initiator_netdev="eth1",
+            vendor="LIO-ORG",
+            model="RAMDISK-MCP",
+        )
+        sg = lun.sg.path
+        inq = ini.run(f"sg_inq {sg}", timeout=60).stdout
+        assert "PDT=0" in inq and "LIO-ORG" in inq
+        ini.run(f"sg_turs {sg}", timeout=60)
+        pattern = "/tmp/fq_selftest_pattern"
+        ini.run(f"head -c {8 << 20} /dev/urandom > {pattern}", timeout=60)
+        try:
+            write = ini.run(f"sg_dd if={pattern} of={sg} bs=512 bpt=256 time=1 2>&1", timeout=300).stdout
+            read = ini.run(f"sg_dd if={sg} of={pattern}.back bs=512 bpt=256 count=16384 time=1 2>&1", timeout=300)
+            ini.run(f"cmp {pattern} {pattern}.back", timeout=60)
+        finally:
+            ini.run(f"rm -f {pattern} {pattern}.back", timeout=30)
+        assert parse_sg_dd_rate(write)[1] > 0 and parse_sg_dd_rate(read.stdout)[1] > 0
+    finally:
+        journal.undo_all()
+    assert_clean(tgt, ini)
+
+
+def test_tcmu_runner_fbo_over_fcoe(guests: tuple[Executor, Executor]) -> None:
+    """DESIGN's TCMU path with a known-good peer: Debian's tcmu-runner (fbo, a CD-ROM) answers
+    INQUIRY on the far side through user_0 → tcm_fc → FCoE → sg."""
+    tgt, ini = guests
+    image, logs = "/var/tmp/fq_selftest_fbo.img", "/var/tmp/fq_selftest_tcmu"
+    if not tgt.run("command -v tcmu-runner", timeout=30, check=False).ok:
+        pytest.fail("tgt has no tcmu-runner; the lab image should ship it (`fabqual doctor`)")
+    journal = Journal()
+    try:
+        tgt.run(f"truncate -s 16M {image} && mkdir -p {logs}", timeout=30)
+        journal.record_command(tgt, "fbo image", f"rm -rf {image} {logs}")
+        runner = Process(tgt, journal, "tcmu-runner", f"exec tcmu-runner -l {logs}", f"{logs}/stdout.log")
+
+        def fbo(lio: Lio):  # type: ignore[no-untyped-def]
+            store, _uio = lio.user_backstore("fq_selftest_fbo", 16 << 20, "fbo", "/" + image)
+            return store
+
+        lun = export_over_fcoe(
+            tgt, ini, journal, fbo, target_netdev="eth1", initiator_netdev="eth1", vendor="LIO-ORG", model="VOPTA"
+        )
+        runner.check_alive()
+        assert lun.sg.device_type == 5  # CD-ROM, answered by the userspace handler
+        read = ini.run(f"sg_dd if={shlex.quote(lun.sg.path)} of=/dev/null bs=2048 bpt=64 count=4096 time=1 2>&1")
+        assert parse_sg_dd_rate(read.stdout)[1] > 0
+    finally:
+        journal.undo_all()
+    assert_clean(tgt, ini)
+    assert not tgt.run("pgrep -x tcmu-runner", timeout=30, check=False).ok
+
+
+def test_failed_bring_up_leaves_nothing(guests: tuple[Executor, Executor]) -> None:
+    """A bring-up that fails after the controllers and backstore exist is undone completely."""
+    tgt, ini = guests
+    journal = Journal()
+    with pytest.raises(DriverError, match="no SCSI generic device"):
+        try:
+            export_over_fcoe(
+                tgt,
+                ini,
+                journal,
+                ramdisk("fq_selftest_rd", 4 << 20),
+                target_netdev="eth1",
+                initiator_netdev="eth1",
+                vendor="NOBODY",
+                model="NOTHING",
+            )
+        finally:
+            journal.undo_all()
+    assert_clean(tgt, ini)
