@@ -25,7 +25,7 @@ from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
 
 ROOT = "/sys/kernel/config/target"
-FABRIC_MODULES = {"fc": "tcm_fc", "loop": "tcm_loop"}
+FABRIC_MODULES = {"fc": "tcm_fc", "loopback": "tcm_loop"}  # configfs directory → kernel module
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Backstore:
 class Tpg:
     """A target portal group of a fabric's target: ``<fabric>/<wwn>/tpgt_<tag>``."""
 
-    fabric: str  # fc, loop
+    fabric: str  # fc, loopback
     wwn: str
     tag: int = 1
 
@@ -195,16 +195,16 @@ class Lio:
 
     def loop_tpg(self, wwn: str, nexus: str) -> Tpg:
         """A tcm_loop target: a local SCSI host whose initiator port is ``nexus``."""
-        self._fabric("loop")
-        tpg = Tpg("loop", wwn)
-        self.remove_stale_tpg("loop", wwn)
-        self._mkdir(f"{ROOT}/loop/{wwn}", f"tcm_loop target {wwn}")
+        self._fabric("loopback")
+        tpg = Tpg("loopback", wwn)
+        self.remove_stale_tpg("loopback", wwn)
+        self._mkdir(f"{ROOT}/loopback/{wwn}", f"tcm_loop target {wwn}")
         self._mkdir(tpg.path, f"tcm_loop TPG {wwn}/tpgt_{tpg.tag}")
-        # The nexus is the local SCSI host; writing it creates the host, rmdir of the TPG removes it,
-        # but the kernel refuses that rmdir while a nexus exists, so undo it first (journal order).
+        # The nexus is the local SCSI host (the initiator side); "NULL" drops it, which the
+        # kernel requires before the TPG can be removed.
         write(self.executor, f"{tpg.path}/nexus", nexus)
         self.journal.record_command(
-            self.executor, f"tcm_loop nexus {nexus}", f"echo {shlex.quote(nexus)} > {shlex.quote(tpg.path)}/nexus"
+            self.executor, f"tcm_loop nexus {nexus}", f"echo NULL > {shlex.quote(tpg.path)}/nexus"
         )
         return tpg
 
@@ -228,7 +228,7 @@ def lio_state(executor: Executor) -> dict[str, list[str]]:
     """Backstores and fabric targets LIO holds on a node now (for leak checks)."""
     out = executor.run(
         f"find {ROOT}/core -mindepth 2 -maxdepth 2 -type d 2>/dev/null;"
-        f" ls -d {ROOT}/fc/*/tpgt_* {ROOT}/loop/*/tpgt_* 2>/dev/null; true",
+        f" ls -d {ROOT}/fc/*/tpgt_* {ROOT}/loopback/*/tpgt_* 2>/dev/null; true",
         timeout=30,
     ).stdout.split()
     state: dict[str, list[str]] = {"backstores": [], "targets": []}

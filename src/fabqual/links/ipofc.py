@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,9 @@ from fabqual.drivers.lio import Backstore, Lio, loop_wwn
 from fabqual.drivers.scsi_generic import SgDevice, wait_sg_device
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
-from fabqual.ipofc.scsi import StandardInquiry
+from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
 from fabqual.links.base import LinkContext, LinkSession, register
+from fabqual.links.tunnel_handle import IpTunnel, NetnsExecutor, TunnelEnd
 from fabqual.topology.model import DISCOVER, IpofcParams
 
 # Makes the LUN's backstore on the target node (a ramdisk for self-tests, TCMU for the link).
@@ -140,6 +142,8 @@ class Process:
         self.executor = executor
         self.name = name
         self.log_file = log_file
+        # Recorded first so it is undone last: the log outlives the process for the error message.
+        journal.record_command(executor, f"{name} log", f"rm -f {shlex.quote(log_file)}")
         log_step(executor.node, f"start {name}: {command}")
         out = executor.run(
             f"nohup setsid sh -c {shlex.quote(command)} > {shlex.quote(log_file)} 2>&1 < /dev/null & echo $!",
@@ -193,6 +197,31 @@ def sg_inquiry_identity(executor: Executor, device: str) -> tuple[int, str, str]
     return int(pdt[1]), vendor[1].strip(), product[1].strip()
 
 
+# The guest runtime's entry points (fabqual.ipofc.*, run with python3 from the uploaded copy).
+HANDLER = "fabqual"  # TCMU dev_config prefix the handler claims its uio device by
+TARGET_COMMAND = "exec python3 -m fabqual.ipofc.tcmu --uio {uio} --tun {tun}"
+INITIATOR_COMMAND = "exec python3 -m fabqual.ipofc.sg_io --sg {sg} --tun {tun}"
+TCMU_OPTIONS = {"hw_block_size": "512", "hw_max_sectors": "8192", "nl_reply_supported": "-1"}
+TUNNEL_UP_TIMEOUT = 60.0
+
+
+class TunDevice:
+    """A persistent TUN device the runtime attaches to; address and MTU are set here."""
+
+    def __init__(self, executor: Executor, journal: Journal, ifname: str, address: str, prefix_length: int) -> None:
+        self.executor = executor
+        self.ifname = ifname
+        q = shlex.quote(ifname)
+        log_step(executor.node, f"create TUN {ifname} with {address}/{prefix_length}")
+        executor.run(f"ip link del dev {q} 2>/dev/null; ip tuntap add dev {q} mode tun", timeout=30)
+        journal.record_command(executor, f"TUN {ifname}", f"ip link del dev {q}")
+        executor.run(f"ip addr add {address}/{prefix_length} dev {q}", timeout=30)
+
+    def set_mtu(self, mtu: int) -> None:
+        log_step(self.executor.node, f"set {self.ifname} MTU {mtu} and up")
+        self.executor.run(f"ip link set dev {shlex.quote(self.ifname)} mtu {mtu} up", timeout=30)
+
+
 @register("ipofc")
 class IpofcLink:
     def __init__(self, context: LinkContext) -> None:
@@ -203,9 +232,150 @@ class IpofcLink:
             raise DriverError(f"link {self.link.name}: ipofc link without ipofc params")
         self.params: IpofcParams = self.link.params
         self.inquiry = StandardInquiry()
+        self.processes: list[Process] = []
+
+    # --- bring-up ----------------------------------------------------------------------
+    def _namespace(self, executor: Executor, role: str) -> Executor:
+        name = NETNS[role]
+        q = shlex.quote(name)
+        log_step(executor.node, f"create network namespace {name}")
+        executor.run(f"ip netns del {q} 2>/dev/null; ip netns add {q} && ip -n {q} link set lo up", timeout=30)
+        self.journal.record_command(executor, f"network namespace {name}", f"ip netns del {q}")
+        return NetnsExecutor(executor, name)
+
+    def _tcmu_backing(self, target: Executor, uio_out: list[str]) -> Backing:
+        def backing(lio: Lio) -> Backstore:
+            size = dispatch_capacity_bytes()
+            store, uio = lio.user_backstore(
+                f"fq_ipofc_{self.link.name}", size, HANDLER, self.link.name, options=TCMU_OPTIONS
+            )
+            uio_out.append(uio)
+            process = Process(
+                target,
+                self.journal,
+                "IPoFC target handler",
+                f"cd {REMOTE_DIR} && " + TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"]),
+                f"{REMOTE_DIR}-target.log",
+            )
+            self.processes.append(process)
+            return store
+
+        return backing
 
     def up(self) -> LinkSession:
-        raise DriverError(f"link {self.link.name}: the IPoFC runtime is not wired yet")
+        carrier = self.params.carrier
+        target_node = self.link.end("target").node
+        target = self.context.executor(target_node)
+        address_t, address_i, prefix_length = tunnel_addresses(self.params.tunnel_prefix)
+        vendor, model = self.inquiry.vendor, self.inquiry.product
+        upload_runtime(target, self.journal, REMOTE_DIR)
+        uio: list[str] = []
+        if carrier == "fcoe":
+            target, target_netdev = fcoe_netdev(self.context, "target")
+            initiator, initiator_netdev = fcoe_netdev(self.context, "initiator")
+            if initiator.node != target.node:
+                upload_runtime(initiator, self.journal, REMOTE_DIR)
+            lun = export_over_fcoe(
+                target,
+                initiator,
+                self.journal,
+                self._tcmu_backing(target, uio),
+                target_netdev=target_netdev,
+                initiator_netdev=initiator_netdev,
+                vendor=vendor,
+                model=model,
+            )
+            target_run, initiator_run = target, initiator
+        elif carrier == "tcm_loop":
+            lun = export_over_loop(target, self.journal, self._tcmu_backing(target, uio), vendor=vendor, model=model)
+            initiator = target
+            target_run, initiator_run = self._namespace(target, "target"), self._namespace(target, "initiator")
+        else:
+            raise DriverError(
+                f"link {self.link.name}: carrier {carrier!r} is not supported by this driver yet;"
+                " use fcoe (software FCoE between nodes) or tcm_loop (one node)"
+            )
+        self.processes[0].check_alive()
+        pdt, got_vendor, got_product = sg_inquiry_identity(initiator, lun.sg.path)
+        if (pdt, got_vendor, got_product) != (PERIPHERAL_DEVICE_TYPE_SCANNER, vendor, model):
+            raise DriverError(
+                f"link {self.link.name}: sg_inq {lun.sg.path} on {initiator.node} shows type {pdt}"
+                f" {got_vendor!r} {got_product!r}, expected type 6 {vendor!r} {model!r}"
+            )
+
+        mtu = self.params.mtus[0]
+        tuns = {
+            "target": TunDevice(target_run, self.journal, TUN_NAMES["target"], address_t, prefix_length),
+            "initiator": TunDevice(initiator_run, self.journal, TUN_NAMES["initiator"], address_i, prefix_length),
+        }
+        for tun in tuns.values():
+            tun.set_mtu(mtu)
+        self.processes.append(
+            Process(
+                initiator_run,
+                self.journal,
+                "IPoFC initiator",
+                f"cd {REMOTE_DIR} && " + INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"]),
+                f"{REMOTE_DIR}-initiator.log",
+            )
+        )
+        self._wait_tunnel(initiator_run, address_t)
+
+        def set_mtu_both(new_mtu: int) -> None:
+            for tun in tuns.values():
+                tun.set_mtu(new_mtu)
+            for process in self.processes:
+                process.check_alive()
+
+        facts = {
+            "carrier": lun.carrier,
+            "sg_device": lun.sg.path,
+            "uio_device": uio[0] if uio else "",
+            "backstore": f"{lun.backstore.plugin}_{lun.backstore.index}/{lun.backstore.name}",
+        }
+        if lun.target_port and lun.initiator_port:
+            facts["target_wwpn"] = lun.target_port.wwpn
+            facts["initiator_wwpn"] = lun.initiator_port.wwpn
+        tunnel = IpTunnel(
+            link=self.link,
+            target=TunnelEnd(target_run, address_t, prefix_length, TUN_NAMES["target"], "target", _netns(target_run)),
+            initiator=TunnelEnd(
+                initiator_run, address_i, prefix_length, TUN_NAMES["initiator"], "initiator", _netns(initiator_run)
+            ),
+            carrier=lun.carrier,
+            mtu=mtu,
+            set_mtu_both=set_mtu_both,
+            facts=facts,
+        )
+        return LinkSession(self.link, ip_tunnel=tunnel, facts=facts)
+
+    def _wait_tunnel(self, initiator: Executor, address: str) -> None:
+        """Until one ping crosses the tunnel; a dead runtime process fails at once with its log."""
+        deadline = time.monotonic() + TUNNEL_UP_TIMEOUT
+        while not initiator.run(f"ping -c 1 -W 2 {shlex.quote(address)}", timeout=30, check=False).ok:
+            for process in self.processes:
+                process.check_alive()
+            if time.monotonic() > deadline:
+                logs = "; ".join(
+                    f"{p.name}: {' | '.join(p.log_tail().strip().splitlines()[-3:]) or 'no output'}"
+                    for p in self.processes
+                )
+                raise DriverError(
+                    f"link {self.link.name}: no ping from {initiator.node} reached {address} through the tunnel"
+                    f" within {TUNNEL_UP_TIMEOUT:.0f} s ({logs})"
+                )
 
     def down(self) -> None:
         self.journal.undo_all()
+
+
+def _netns(executor: Executor) -> str | None:
+    return executor.netns if isinstance(executor, NetnsExecutor) else None
+
+
+def dispatch_capacity_bytes() -> int:
+    """The TCMU device size: the dispatcher's LBA range, so LIO and the handler agree on it."""
+    from fabqual.ipofc.dispatch import LunConfig
+
+    config = LunConfig()
+    return config.capacity_blocks * config.block_size
