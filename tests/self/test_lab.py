@@ -37,7 +37,7 @@ class SessionLab:
 def session_lab() -> Iterator[SessionLab]:
     lab = EmulatedLab(progress=print)
     booted_here = not lab.is_running()
-    lab.ensure_up()
+    lab.ensure_up(wait=True)  # another session may be booting it: share that lab
     yield SessionLab(lab, booted_here)
     if booted_here:
         lab.down()

@@ -77,11 +77,15 @@ class EmulatedLab:
         with self._lock(wait=True):
             return self._prepare()
 
-    def ensure_up(self) -> Path:
-        """Boot the lab unless it runs; return its topology path. Idempotent."""
+    def ensure_up(self, *, wait: bool = False) -> Path:
+        """Boot the lab unless it runs; return its topology path. Idempotent.
+
+        If another process is booting it, raise LabError saying so, or with
+        ``wait=True`` wait for that boot and use its lab.
+        """
         if self.is_running():
             return self.topology_path
-        with self._lock(wait=False):
+        with self._lock(wait=wait):
             if self.is_running():
                 return self.topology_path
             if self._read_state().get("pids"):
