@@ -36,10 +36,9 @@ class SessionLab:
 @pytest.fixture(scope="session")
 def session_lab() -> Iterator[SessionLab]:
     lab = EmulatedLab(progress=print)
-    booted_here = not lab.is_running()
     lab.ensure_up(wait=True)  # another session may be booting it: share that lab
-    yield SessionLab(lab, booted_here)
-    if booted_here:
+    yield SessionLab(lab, lab.booted)
+    if lab.booted:
         lab.down()
 
 

@@ -69,6 +69,7 @@ class EmulatedLab:
         self.topology_path = self.run_dir / "topology.yaml"
         self._state_file = self.run_dir / "state.json"
         self._progress: Progress = progress or (lambda _text: None)
+        self.booted = False  # True once this object booted the guests (not found them running)
 
     # -- public -------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class EmulatedLab:
         vm.wait_for_ssh(specs, pids, BOOT_TIMEOUT, self._progress)
         self._check_commands(image)
         state["up"] = True
+        self.booted = True
         state["boot_seconds"] = round(time.monotonic() - start, 1)
         self._write_state(state)
         self._progress(f"lab up in {state['boot_seconds']:.0f}s; topology {self.topology_path}")
