@@ -67,15 +67,14 @@ class Sender:
     def next_frame(self, capacity: int) -> bytes:
         """A frame of at most ``capacity`` bytes: a batch from the queue head, or an empty frame.
 
-        A head packet that cannot fit even alone is dropped and counted rather than
-        blocking the queue forever. Only non-empty frames consume a sequence number.
+        When the head packet does not fit this transfer the frame is empty with MORE
+        set (the initiator should use bigger READs); nothing is dropped here, since
+        :meth:`push` already refused packets above ``max_packet``. Only non-empty
+        frames consume a sequence number.
         """
         overhead = framing.HEADER_SIZE + (framing.CRC_SIZE if self.crc else 0)
         if capacity < overhead:
             raise ValueError(f"tunnel transfer of {capacity} bytes cannot hold a frame header ({overhead} bytes)")
-        while self.queue and framing.record_size(len(self.queue[0])) > capacity - overhead:
-            self.queued_bytes -= len(self.queue.popleft())
-            self.stats.dropped_oversize += 1
         batch = framing.take_batch(self.queue, capacity, crc=self.crc)
         self.queued_bytes -= sum(len(p) for p in batch)
         data = framing.encode_frame(framing.Frame(self.next_seq, batch, more=bool(self.queue), crc=self.crc))

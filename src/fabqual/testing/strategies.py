@@ -53,6 +53,11 @@ def load_profile() -> str:
 PROFILE = load_profile()
 
 
+def stateful_settings() -> settings:
+    """Settings for state machines: fewer, longer runs than the per-example profiles."""
+    return settings(max_examples={"ci": 60, "lab": 5000}[PROFILE])
+
+
 # --- SCSI -------------------------------------------------------------------------
 
 
