@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -139,12 +140,17 @@ def stop(pid: int, state_dir: Path, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 def console_tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a guest's serial console, without systemd's colour codes."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no console output)"
-    return "\n".join(text.replace("\r", "").strip().splitlines()[-lines:]) or "(no console output)"
+    text = _ANSI.sub("", text).replace("\r", "")
+    return "\n".join(line for line in text.strip().splitlines()[-lines:]) or "(no console output)"
 
 
 def ssh_banner(port: int, timeout: float = 3.0) -> bool:
