@@ -52,7 +52,7 @@ def loop(executor: Executor, device: str, direction: str, length: int, count: in
     """``count`` back-to-back SG_IO READ(10)/WRITE(10) of ``length`` bytes at LBA 0."""
     blocks = length // 512
     opcode = "28" if direction == "r" else "2a"
-    cdb = f"{opcode}0000000000 00{blocks:04x}00"
+    cdb = f"{opcode}000000000000{blocks:04x}00"  # READ/WRITE(10) at LBA 0
     extra = f" --data {data.hex()}" if data else ""
     out = executor.run(
         f"python3 {REMOTE_SENDER} {device} --loop {direction} --length {length} --count {count} --cdb {cdb}{extra}",
