@@ -1,0 +1,108 @@
+"""``fabqual compare`` and ``fabqual nightly``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from fabqual.report.compare import DEFAULT_DEVIATION, compare_runs, format_table, load_deviations
+from fabqual.report.results import load_results
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a fraction like 0.1") from None
+    if not 0 <= value < 10:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 10 (0.1 = 10%)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: seconds cannot be negative")
+    return value
+
+
+def _compare(args: argparse.Namespace) -> int:
+    previous, current = load_results(args.run_a), load_results(args.run_b)
+    baseline = load_results(args.baseline) if args.baseline else None
+    deviations = load_deviations(args.deviations) if args.deviations else {}
+    rows = compare_runs(current, previous, baseline, deviations=deviations, default_deviation=args.max_deviation)
+    run_b, run_a = current["run"], previous["run"]
+    print(f"current run {run_b['id']} ({run_b['topology']}) against previous run {run_a['id']} ({run_a['topology']})")
+    if baseline is not None:
+        print(f"and baseline {baseline['run']['id']} ({args.baseline})")
+    if run_a["topology"] != run_b["topology"]:
+        print(f"note: the runs are on different topologies ({run_a['topology']} vs {run_b['topology']})")
+    print(format_table(rows, with_baseline=baseline is not None))
+    regressed = [row for row in rows if row.status == "REGRESSED"]
+    if regressed:
+        print(f"{len(regressed)} metric(s) regressed: {', '.join(row.key for row in regressed)}")
+        return 1
+    missing = sum(1 for row in rows if row.status == "MISSING")
+    lost = f" ({missing} missing in the current run)" if missing else ""
+    print(f"no regression among {len(rows)} metric(s){lost}")
+    return 0
+
+
+def _nightly(args: argparse.Namespace) -> int:
+    from fabqual.report.nightly import run_nightly
+
+    extra = list(args.pytest_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return run_nightly(
+        Path(args.topology),
+        reports=Path(args.reports),
+        wait=args.wait,
+        tests=args.tests,
+        pytest_args=extra,
+        doctor=not args.no_doctor,
+    )
+
+
+def register(subparsers: Any) -> None:
+    compare = subparsers.add_parser(
+        "compare",
+        help="compare two runs' results (and a baseline); exit 1 when a metric regressed",
+        description="Each metric of RUN_B against RUN_A (the previous run) and an optional baseline."
+        " A metric regressed when it moved the bad way by more than its allowed deviation."
+        " Exit 0: no regression; 1: something regressed; 2: a file is unreadable.",
+    )
+    compare.add_argument("run_a", metavar="RUN_A", help="the earlier results file (reports/results-*.json)")
+    compare.add_argument("run_b", metavar="RUN_B", help="the later results file")
+    compare.add_argument("--baseline", help="a results file kept as the reference (e.g. reports/baseline.json)")
+    compare.add_argument(
+        "--max-deviation",
+        type=_fraction,
+        default=DEFAULT_DEVIATION,
+        help=f"allowed deviation for metrics without their own (default {DEFAULT_DEVIATION})",
+    )
+    compare.add_argument(
+        "--deviations",
+        default=os.environ.get("FABQUAL_DEVIATIONS"),
+        help="YAML with a 'deviations:' mapping (metric or link_type.metric → fraction); env FABQUAL_DEVIATIONS",
+    )
+    compare.set_defaults(func=_compare)
+
+    nightly = subparsers.add_parser(
+        "nightly",
+        help="the nightly rack run: lock, doctor, all links, HTML report, JSON, JUnit",
+        description="Exit 0: pass; 1: a test failed; 2: lab error or usage; 3: the rack is locked by another run."
+        " Arguments after -- go to pytest.",
+    )
+    nightly.add_argument("--topology", required=True, help="topology file of the rack")
+    nightly.add_argument("--wait", type=_seconds, default=0.0, help="wait up to SECONDS for the rack's lock")
+    nightly.add_argument("--reports", default="reports", help="directory for the report, JUnit and results")
+    nightly.add_argument("--tests", default="tests/acceptance", help="what pytest runs (default tests/acceptance)")
+    nightly.add_argument("--no-doctor", action="store_true", help="skip the doctor before the run")
+    nightly.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then extra pytest arguments")
+    nightly.set_defaults(func=_nightly)
