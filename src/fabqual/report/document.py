@@ -212,9 +212,12 @@ def history_section(rows: list[MetricDelta] | None, previous_id: str | None, bas
     )
 
 
+_OUTCOME_CLASS = {"failed": "FAIL", "error": "ERROR", "skipped": "SKIPPED", "passed": "PASS"}
+
+
 def problems_section(tests: list[dict[str, Any]]) -> str:
     rows = [
-        [_td(t["outcome"].upper(), t["outcome"].upper()), _td(t["nodeid"]), _td(t.get("reason", ""))]
+        [_td(t["outcome"].upper(), _OUTCOME_CLASS[t["outcome"]]), _td(t["nodeid"]), _td(t.get("reason", ""))]
         for t in tests
         if t["outcome"] in ("failed", "error", "skipped")
     ]

@@ -86,6 +86,9 @@ def _atomic_write(path: Path, text: str) -> None:
     # A temporary file in the same directory, then rename: readers and a
     # concurrent writer see either the old or the new file, never a mix.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; CI artifacts are read by others
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
