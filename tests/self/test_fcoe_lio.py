@@ -195,3 +195,30 @@ def test_failed_bring_up_leaves_nothing(guests: tuple[Executor, Executor]) -> No
         finally:
             journal.undo_all()
     assert_clean(tgt, ini)
+
+
+def test_link_up_with_a_dying_handler_fails_clearly_and_leaves_nothing(
+    guests: tuple[Executor, Executor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target handler that exits at once fails up() with its own last words, and down() removes
+    the runtime upload, LIO objects, FCoE controllers and logs."""
+    from fabqual.executors.ssh import SshExecutor
+    from fabqual.lab import EmulatedLab
+    from fabqual.links import ipofc
+    from fabqual.links.base import LinkContext, driver_for
+    from fabqual.topology import load_topology
+
+    monkeypatch.setattr(ipofc, "TARGET_COMMAND", "echo handler gave up on {uio} >&2; exit 3")
+    tgt, ini = guests
+    topology = load_topology(EmulatedLab().topology_path)
+    link = next(link for link in topology.links if link.type == "ipofc")
+    executors = {"tgt": tgt, "ini": ini}
+    driver = driver_for(LinkContext(topology, link, lambda name: executors[name]))
+    assert isinstance(driver, ipofc.IpofcLink) and isinstance(tgt, SshExecutor)
+    try:
+        with pytest.raises(DriverError, match=r"IPoFC target handler .* exited: handler gave up on /dev/uio"):
+            driver.up()
+    finally:
+        driver.down()
+    assert_clean(tgt, ini)
+    assert not tgt.run(f"ls -d {ipofc.REMOTE_DIR}*", timeout=30, check=False).ok, "runtime files left on tgt"

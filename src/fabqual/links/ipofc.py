@@ -262,14 +262,11 @@ class IpofcLink:
 
         return backing
 
-    def up(self) -> LinkSession:
-        carrier = self.params.carrier
-        target_node = self.link.end("target").node
-        target = self.context.executor(target_node)
-        address_t, address_i, prefix_length = tunnel_addresses(self.params.tunnel_prefix)
-        vendor, model = self.inquiry.vendor, self.inquiry.product
-        upload_runtime(target, self.journal, REMOTE_DIR)
-        uio: list[str] = []
+    def _export(
+        self, carrier: str, target: Executor, uio: list[str], vendor: str, model: str
+    ) -> tuple[ExportedLun, Executor, Executor, Executor]:
+        """The tunnel LUN over the carrier: the LUN, the initiator node, and where each tunnel
+        end runs (its own network namespace on a one-node carrier)."""
         if carrier == "fcoe":
             target, target_netdev = fcoe_netdev(self.context, "target")
             initiator, initiator_netdev = fcoe_netdev(self.context, "initiator")
@@ -285,16 +282,29 @@ class IpofcLink:
                 vendor=vendor,
                 model=model,
             )
-            target_run, initiator_run = target, initiator
-        elif carrier == "tcm_loop":
+            return lun, initiator, target, initiator
+        if carrier == "tcm_loop":
             lun = export_over_loop(target, self.journal, self._tcmu_backing(target, uio), vendor=vendor, model=model)
-            initiator = target
-            target_run, initiator_run = self._namespace(target, "target"), self._namespace(target, "initiator")
-        else:
-            raise DriverError(
-                f"link {self.link.name}: carrier {carrier!r} is not supported by this driver yet;"
-                " use fcoe (software FCoE between nodes) or tcm_loop (one node)"
-            )
+            return lun, target, self._namespace(target, "target"), self._namespace(target, "initiator")
+        raise DriverError(
+            f"link {self.link.name}: carrier {carrier!r} is not supported by this driver yet;"
+            " use fcoe (software FCoE between nodes) or tcm_loop (one node)"
+        )
+
+    def up(self) -> LinkSession:
+        carrier = self.params.carrier
+        target_node = self.link.end("target").node
+        target = self.context.executor(target_node)
+        address_t, address_i, prefix_length = tunnel_addresses(self.params.tunnel_prefix)
+        vendor, model = self.inquiry.vendor, self.inquiry.product
+        upload_runtime(target, self.journal, REMOTE_DIR)
+        uio: list[str] = []
+        try:
+            lun, initiator, target_run, initiator_run = self._export(carrier, target, uio, vendor, model)
+        except DriverError:
+            for process in self.processes:
+                process.check_alive()  # a dead handler is the cause of a LUN that never answered
+            raise
         self.processes[0].check_alive()
         pdt, got_vendor, got_product = sg_inquiry_identity(initiator, lun.sg.path)
         if (pdt, got_vendor, got_product) != (PERIPHERAL_DEVICE_TYPE_SCANNER, vendor, model):
