@@ -137,7 +137,7 @@ def _locked_run(
         f"--junitxml={junit}",
         *pytest_args,
     ]
-    env = {**os.environ, "FABQUAL_RESULTS_FILE": str(results_file)}
+    env = {**os.environ, "FABQUAL_RESULTS_FILE": str(results_file), "FABQUAL_RUN_ID": stamp}
     _say("running " + " ".join(command[2:]))
     child = subprocess.Popen(command, env=env)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))

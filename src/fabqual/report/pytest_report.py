@@ -54,6 +54,7 @@ from fabqual.report.results import (
 OUTPUT_PROPERTY = "fabqual_output"
 RESULTS_FILE_ENV = "FABQUAL_RESULTS_FILE"
 REPORTS_DIR_ENV = "FABQUAL_REPORTS_DIR"
+RUN_ID_ENV = "FABQUAL_RUN_ID"  # set by `fabqual nightly` so all files of a run share its id
 BASELINE_ENV = "FABQUAL_BASELINE"
 DEVIATIONS_ENV = "FABQUAL_DEVIATIONS"
 MAX_OUTPUT_CHARS = 256_000  # per attached output in the JSON: a runaway tool must not bloat it
@@ -141,7 +142,8 @@ class ReportCollector:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.state = _Session(stamp=run_stamp(), started=datetime.now(UTC), t0=time.monotonic())
+        stamp = os.environ.get(RUN_ID_ENV) or run_stamp()
+        self.state = _Session(stamp=stamp, started=datetime.now(UTC), t0=time.monotonic())
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
