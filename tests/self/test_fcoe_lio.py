@@ -21,7 +21,7 @@ from fabqual.drivers.lio import Lio, lio_state
 from fabqual.drivers.scsi_generic import parse_sg_dd_rate, parse_sg_devices
 from fabqual.errors import DriverError, ParseError
 from fabqual.executors.base import Executor
-from fabqual.links.ipofc import Process, export_over_fcoe, ramdisk, tunnel_addresses
+from fabqual.links.ipofc import Process, export_over_fcoe, export_over_loop, ramdisk, tunnel_addresses
 
 CAPTURES = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "fcoe"  # origin: README.md there
 
@@ -174,6 +174,22 @@ def test_tcmu_runner_fbo_over_fcoe(guests: tuple[Executor, Executor]) -> None:
         journal.undo_all()
     assert_clean(tgt, ini)
     assert not tgt.run("pgrep -x tcmu-runner", timeout=30, check=False).ok
+
+
+def test_ramdisk_over_tcm_loop_one_node(guests: tuple[Executor, Executor]) -> None:
+    """The one-node fallback carrier: tcm_loop shows the backstore as a local sg device; teardown drops
+    the nexus (the local SCSI host) and leaves nothing."""
+    tgt, ini = guests
+    journal = Journal()
+    try:
+        lun = export_over_loop(tgt, journal, ramdisk("fq_selftest_rd", 4 << 20), vendor="LIO-ORG", model="RAMDISK-MCP")
+        assert lun.carrier == "tcm_loop" and lun.sg.device_type == 0
+        tgt.run(f"sg_turs {lun.sg.path}", timeout=60)
+    finally:
+        journal.undo_all()
+    assert_clean(tgt, ini)
+    hosts = tgt.run("grep -l tcm_loop /sys/class/scsi_host/*/proc_name 2>/dev/null; true", timeout=30).stdout
+    assert not hosts.strip(), f"a tcm_loop SCSI host was left: {hosts}"
 
 
 def test_failed_bring_up_leaves_nothing(guests: tuple[Executor, Executor]) -> None:
