@@ -1,7 +1,8 @@
 """The emulated lab: two real Debian 12 kernels under QEMU, reached over real SSH.
 
-The session fixture boots the lab once (building the image first if the cache
-has none: several minutes cold, seconds warm) and stops it at the end. Nothing
+The session fixture (tests/self/conftest.py) boots the lab once (building the
+image first if the cache has none: minutes cold, seconds warm) and stops it at
+the end. Nothing
 here is mocked: the guests, their kernels, sshd and the data link are real.
 """
 
@@ -12,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,47 +24,6 @@ from fabqual.lab import vm as lab_vm
 from fabqual.topology import Topology, load_topology
 
 FABRIC_MODULES = "nvmet nvmet-rdma nvme-fc nvmet-fc rdma_rxe target_core_user tcm_loop"
-
-
-@dataclass(frozen=True)
-class SessionLab:
-    lab: EmulatedLab
-    booted_here: bool  # False: it ran before this session (someone else's): never kill it
-
-
-@pytest.fixture(scope="session")
-def session_lab() -> Iterator[SessionLab]:
-    lab = EmulatedLab(progress=print)
-    lab.ensure_up(wait=True)  # another session may be booting it: share that lab
-    yield SessionLab(lab, lab.booted)
-    if lab.booted:
-        lab.down()
-
-
-@pytest.fixture(scope="session")
-def lab(session_lab: SessionLab) -> EmulatedLab:
-    return session_lab.lab
-
-
-@pytest.fixture()
-def own_lab(session_lab: SessionLab) -> EmulatedLab:
-    """The lab, for tests that break it; only when this session booted it."""
-    if not session_lab.booted_here:
-        pytest.skip("the lab was running before this session (someone else's); not stopping or killing it")
-    return session_lab.lab
-
-
-@pytest.fixture(scope="session")
-def topology(lab: EmulatedLab) -> Topology:
-    return load_topology(lab.topology_path)
-
-
-@pytest.fixture()
-def ssh(topology: Topology) -> Iterator[dict[str, SshExecutor]]:
-    executors = {node.name: SshExecutor.for_node(node) for node in topology.nodes}
-    yield executors
-    for executor in executors.values():
-        executor.close()
 
 
 def test_prepare_writes_a_loadable_topology_without_booting(tmp_path: Path) -> None:

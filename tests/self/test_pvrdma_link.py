@@ -42,11 +42,8 @@ needs_vcsim = pytest.mark.skipif(
     reason="vcsim needs Debian's golang-go and golang-github-vmware-govmomi-dev (apt-get install them)",
 )
 LAB = EmulatedLab()
-needs_lab = pytest.mark.skipif(
-    not LAB.is_running(),
-    reason="the guest half of pvrdma needs the emulated lab's two guests, and the lab is not running"
-    " (start it with `fabqual lab up`; these tests never boot or stop it)",
-)
+# The guest half runs on the emulated lab's two guests (booted once per session by conftest).
+needs_lab = pytest.mark.usefixtures("lab")
 
 
 def topology_text(

@@ -36,6 +36,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # import_plugin is a no-op when `-p fabqual.report.pytest_report` already loaded it.
+    config.pluginmanager.import_plugin("fabqual.report.pytest_report")
     for link_type in LINK_TYPES:
         config.addinivalue_line("markers", f"{link_type}: runs on {link_type} links")
     config.addinivalue_line("markers", "capability(name): the link capability the test needs (e.g. nvme_namespace)")

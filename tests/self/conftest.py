@@ -1,0 +1,66 @@
+"""Fixtures shared by the self-tests: one emulated lab per session.
+
+Every self-test that needs real guests asks for ``lab``; the first one boots it
+(building the image when the cache has none) and the session stops it at the
+end, unless it was already running before (then it is someone else's and is
+left alone). Tests that break the lab on purpose ask for ``own_lab`` and run
+last, so they never pull the lab from under the other tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from fabqual.executors.ssh import SshExecutor
+from fabqual.lab import EmulatedLab
+from fabqual.topology import Topology, load_topology
+
+
+@dataclass(frozen=True)
+class SessionLab:
+    lab: EmulatedLab
+    booted_here: bool  # False: it ran before this session (someone else's): never kill it
+
+
+@pytest.fixture(scope="session")
+def session_lab() -> Iterator[SessionLab]:
+    lab = EmulatedLab(progress=print)
+    lab.ensure_up(wait=True)  # another session may be booting it: share that lab
+    yield SessionLab(lab, lab.booted)
+    if lab.booted:
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab(session_lab: SessionLab) -> EmulatedLab:
+    return session_lab.lab
+
+
+@pytest.fixture()
+def own_lab(session_lab: SessionLab) -> EmulatedLab:
+    """The lab, for tests that break it; only when this session booted it."""
+    if not session_lab.booted_here:
+        pytest.skip("the lab was running before this session (someone else's); not stopping or killing it")
+    return session_lab.lab
+
+
+@pytest.fixture(scope="session")
+def topology(lab: EmulatedLab) -> Topology:
+    return load_topology(lab.topology_path)
+
+
+@pytest.fixture()
+def ssh(topology: Topology) -> Iterator[dict[str, SshExecutor]]:
+    executors = {node.name: SshExecutor.for_node(node) for node in topology.nodes}
+    yield executors
+    for executor in executors.values():
+        executor.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that kill or stop the lab run after every other test (stable order otherwise)."""
+    breaking = [item for item in items if "own_lab" in getattr(item, "fixturenames", ())]
+    items[:] = [item for item in items if item not in breaking] + breaking
