@@ -135,3 +135,13 @@ def open_sg(path: str) -> int:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError as err:
         raise DriverError(f"cannot open {path}: {err.strerror}; is the sg module loaded and the LUN present?") from err
+
+
+if __name__ == "__main__":
+    # ``python3 -m fabqual.ipofc.sg_io --sg ... --tun ...`` is the link driver's first spelling
+    # of the initiator daemon; the CLI lives in fabqual.ipofc.initiator_daemon.
+    import sys
+
+    from fabqual.ipofc.initiator_daemon import main
+
+    sys.exit(main())

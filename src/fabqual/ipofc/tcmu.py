@@ -238,6 +238,39 @@ class TcmuDevice:
                 return cls(entry.name, size)
         raise DriverError(f"no /sys/class/uio device for TCMU backstore {backstore!r}: is it enabled?")
 
+    @classmethod
+    def open_handler(cls, uio: str, handler: str, sysfs: Path = Path("/sys/class/uio")) -> TcmuDevice:
+        """Open ``uio`` (``uioN``, ``/dev/uioN`` or ``auto``) after checking it is a TCMU device of ``handler``.
+
+        ``auto`` picks the only device whose ``dev_config`` subtype is ``handler``;
+        the uio name is ``tcm-user/<hba>/<backstore>/<subtype>/<cfg>``.
+        """
+        candidates = sorted(sysfs.glob("uio*")) if uio == "auto" else [sysfs / uio.removeprefix("/dev/")]
+        mine = []
+        for entry in candidates:
+            try:
+                name = (entry / "name").read_text().strip()
+            except OSError:
+                raise DriverError(f"{uio}: no such UIO device in {sysfs}; is the TCMU backstore enabled?") from None
+            parts = name.split("/", 4)
+            if len(parts) >= 4 and parts[0] == "tcm-user" and parts[3] == handler:
+                mine.append(entry)
+            elif uio != "auto":
+                raise DriverError(
+                    f"{uio} is {name!r}, not a TCMU backstore with dev_config={handler}/...; refusing to serve it"
+                )
+        if len(mine) != 1:
+            raise DriverError(
+                f"{len(mine)} TCMU UIO devices with dev_config={handler}/... ({', '.join(e.name for e in mine)});"
+                " pass --uio /dev/uioN or --backstore NAME"
+            )
+        size = int((mine[0] / "maps" / "map0" / "size").read_text().strip(), 0)
+        return cls(mine[0].name, size)
+
+    def name(self, sysfs: Path = Path("/sys/class/uio")) -> str:
+        """The uio name: ``tcm-user/<hba>/<backstore>/<subtype>/<cfg>``."""
+        return (sysfs / self.uio / "name").read_text().strip()
+
     def wait(self) -> None:
         """Block until the kernel posts (consumes the UIO interrupt count)."""
         os.read(self.fd, 4)
@@ -286,3 +319,13 @@ def remove_backstore(path: Path) -> None:
     """Remove a backstore created by :func:`create_backstore` (its LUN links must be gone first)."""
     if path.exists():
         path.rmdir()
+
+
+if __name__ == "__main__":
+    # ``python3 -m fabqual.ipofc.tcmu --uio ... --tun ...`` is the link driver's first spelling
+    # of the target daemon; the CLI lives in fabqual.ipofc.target_daemon.
+    import sys
+
+    from fabqual.ipofc.target_daemon import main
+
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The IPoFC target end: a TCMU handler that carries IP packets between SCSI commands and a TUN device.
+
+Command line (stable; the link driver starts it in the background on the target node)::
+
+    python3 -m fabqual.ipofc.target_daemon
+        (--backstore NAME | --uio /dev/uioN | --uio auto)
+        --tun IFNAME [--address CIDR] [--mtu N]
+        [--hold SECONDS] [--crc] [--log FILE]
+
+``--backstore NAME`` serves the ``user_*/NAME`` backstore; ``--uio auto`` the only
+TCMU device whose ``dev_config`` is ``fabqual/<cfg>``. The handler name agreed with
+the carrier is **fabqual**: the backstore's configfs ``control`` must carry
+``dev_config=fabqual/<cfg>`` (any ``<cfg>``, e.g. the link name), and the daemon
+refuses a UIO device of another handler. ``--tun`` attaches to an existing TUN
+device (made with ``ip tuntap add``; it stays) or creates one (removed on exit);
+``--address``/``--mtu`` are applied when given. ``--hold`` is how long a READ is
+held waiting for packets (default 1 s: far below the initiator's and LIO's 30 s
+command timeouts). ``--crc`` adds a CRC-32 to every frame sent.
+
+Prints one line ``ready target uio=/dev/uioN tun=IFNAME`` on stdout when serving.
+SIGTERM/SIGINT: every held READ is completed (empty frame), the ring is drained,
+the TUN detached; exit status 0. Errors go to ``--log`` (default stderr), one line
+each; a fatal one exits with status 1.
+
+Single-threaded: one ``select`` on the UIO fd (the kernel posted commands) and the
+TUN fd (packets to send), with a timeout at the next held-READ deadline. READs are
+completed out of order (TCMU CAP_OOOC) so several can be held at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from types import FrameType
+
+from fabqual.errors import CodecError, FabqualError
+from fabqual.ipofc import framing, scsi
+from fabqual.ipofc.dispatch import Dispatcher, Response
+from fabqual.ipofc.session import TargetSession
+from fabqual.ipofc.tcmu import Command, TaskManagement, TcmuDevice
+from fabqual.ipofc.tun import Tun
+
+HANDLER = "fabqual"
+log = logging.getLogger("fabqual.ipofc.target")
+
+
+class TargetDaemon:
+    """The TCMU ring, the dispatcher and the TUN device glued by one select loop."""
+
+    def __init__(self, device: TcmuDevice, tun: Tun, session: TargetSession) -> None:
+        self.device = device
+        self.ring = device.ring
+        self.tun = tun
+        self.session = session
+        self.dispatcher = Dispatcher(data_path=session)
+        self.held: dict[int, Command] = {}  # READs the session holds, to scatter into when they complete
+        self.stopping = False
+        self.commands = 0
+        self.ring_errors = 0
+
+    def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        if not self.ring.out_of_order:
+            log.warning("kernel ring lacks CAP_OOOC: a held READ delays every later completion")
+        self.service_ring()  # commands posted before we started
+        while not self.stopping:
+            deadline = self.session.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                ready, _, _ = select.select([self.device.fd, self.tun.fd], [], [], timeout)
+            except InterruptedError:
+                continue
+            if self.device.fd in ready:
+                os.read(self.device.fd, 4)  # consume the UIO event count
+                self.service_ring()
+            if self.tun.fd in ready:
+                for packet in self.tun.read_packets():
+                    self.session.push(packet)
+            self.flush()
+        self.shutdown()
+
+    def service_ring(self) -> None:
+        moved = False
+        try:
+            for entry in self.ring.poll():
+                if isinstance(entry, TaskManagement):
+                    moved |= self.task_management(entry)
+                else:
+                    moved |= self.command(entry)
+        except CodecError as err:  # the kernel's ring is unreadable: say so, keep serving what we can
+            self.ring_errors += 1
+            log.error("TCMU ring on %s: %s", self.device.uio, err)
+        for packet in self.session.take_inbound():
+            self.tun.write(packet)
+        if moved:
+            self.device.kick()
+
+    def command(self, command: Command) -> bool:
+        self.commands += 1
+        data_out = self.ring.gather(command) if command.cdb[:1] and command.cdb[0] in scsi.WRITE_OPCODES else b""
+        response = self.dispatcher.handle(command.cdb, data_out, command.cmd_id)
+        if response is None:
+            self.held[command.cmd_id] = command  # completed later by flush()
+            return False
+        if response.status != scsi.Status.GOOD:
+            log.info(
+                "cmd %d CDB %s: status 0x%02x sense %s",
+                command.cmd_id,
+                command.cdb.hex(),
+                response.status,
+                response.sense.hex(),
+            )
+        return self.complete(command, response)
+
+    def complete(self, command: Command, response: Response) -> bool:
+        written = self.ring.scatter(command, response.data_in) if response.data_in else 0
+        read_len = written if command.cdb[0] in scsi.READ_OPCODES or response.data_in else None
+        return self.ring.complete(command.cmd_id, int(response.status), response.sense, read_len)
+
+    def task_management(self, tmr: TaskManagement) -> bool:
+        """ABORT TASK et al.: aborted held READs complete now, empty, so no packet is lost with them."""
+        log.info("TMR type %d for commands %s", tmr.tmr_type, list(tmr.cmd_ids))
+        moved = False
+        for cmd_id in tmr.cmd_ids:
+            if self.session.abort(cmd_id):
+                moved |= self._complete_held(cmd_id, self.empty_frame())
+        return moved
+
+    def empty_frame(self) -> bytes:
+        return framing.encode_frame(framing.Frame(self.session.sender.next_seq))
+
+    def _complete_held(self, cmd_id: int, frame: bytes) -> bool:
+        command = self.held.pop(cmd_id, None)
+        if command is None:
+            return False
+        return self.complete(command, Response.good(frame))
+
+    def flush(self) -> None:
+        """Complete held READs that have packets for them or reached their deadline."""
+        moved = False
+        for cmd_id, frame in self.session.completions():
+            moved |= self._complete_held(cmd_id, frame)
+        if moved:
+            self.device.kick()
+
+    def shutdown(self) -> None:
+        """Release every held READ (empty), answer what the kernel still posted, kick once more."""
+        self.service_ring()
+        moved = False
+        for cmd_id in list(self.session.held):
+            self.session.abort(cmd_id)
+            moved |= self._complete_held(cmd_id, self.empty_frame())
+        if moved:
+            self.device.kick()
+        s, r = self.session.sender.stats, self.session.receiver.stats
+        log.info(
+            "stopped: %d commands; sent %d packets in %d frames (%d empty); received %d packets in %d frames,"
+            " %d lost frames, %d duplicates; %d ring errors, %d TUN write drops",
+            self.commands,
+            s.packets_sent,
+            s.frames_sent,
+            s.empty_frames_sent,
+            r.packets_delivered,
+            r.frames,
+            r.lost_frames,
+            r.duplicates,
+            self.ring_errors,
+            self.tun.dropped_writes,
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m fabqual.ipofc.target_daemon", description=__doc__.split("\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--backstore", help="serve the TCMU backstore user_*/NAME")
+    where.add_argument("--uio", help="/dev/uioN, or 'auto' for the only device with dev_config=fabqual/...")
+    parser.add_argument("--tun", required=True, help="TUN device name (attached if it exists, else created)")
+    parser.add_argument("--address", help="address/prefix for the TUN device, e.g. 10.77.0.1/30")
+    parser.add_argument("--mtu", type=int, help="TUN MTU")
+    parser.add_argument("--hold", type=float, default=1.0, help="seconds a READ is held waiting for packets")
+    parser.add_argument("--crc", action="store_true", help="CRC-32 on every frame sent")
+    parser.add_argument("--log", help="log file (default: stderr)")
+    return parser.parse_args(argv)
+
+
+def setup_logging(path: str | None) -> None:
+    handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("fabqual")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log)
+    if not 0.05 <= args.hold <= 20:
+        log.error("--hold %s outside 0.05..20 s (the initiator's command timeout is 30 s)", args.hold)
+        return 1
+    try:
+        if args.backstore:
+            device = TcmuDevice.find(args.backstore)
+            subtype = device.name().split("/")[3:4]
+            if subtype != [HANDLER]:
+                device.close()
+                log.error("backstore %s has dev_config subtype %s, not %s/...", args.backstore, subtype, HANDLER)
+                return 1
+        else:
+            device = TcmuDevice.open_handler(args.uio, HANDLER)
+        tun = Tun.open(args.tun, mtu=args.mtu, address=args.address)
+    except FabqualError as err:
+        log.error("%s", err)
+        return 1
+    daemon = TargetDaemon(device, tun, TargetSession(hold_time=args.hold, crc=args.crc))
+    signal.signal(signal.SIGTERM, daemon.stop)
+    signal.signal(signal.SIGINT, daemon.stop)
+    print(f"ready target uio=/dev/{device.uio} tun={tun.name}", flush=True)
+    log.info("serving /dev/%s (%s) on TUN %s", device.uio, device.name(), tun.name)
+    try:
+        daemon.run()
+    except Exception as err:  # last resort: one line in the log, not a traceback on the console
+        log.exception("target daemon failed: %s", err)
+        return 1
+    finally:
+        tun.close()
+        device.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
