@@ -135,7 +135,9 @@ class Ring:
             self.parsed = (self.parsed + length) % self.cmdr_size
 
     def _command(self, base: int, length: int, cmd_id: int) -> Command:
-        iov_cnt, bidi, dif, cdb_off = struct.unpack_from("<IIIQ", self.buf, base + REQ_IOV_CNT)
+        # Explicit offsets: cdb_off is 8-aligned at +24, after 4 bytes of padding ("<IIIQ" would read +20).
+        iov_cnt, bidi, dif = struct.unpack_from("<III", self.buf, base + REQ_IOV_CNT)
+        (cdb_off,) = struct.unpack_from("<Q", self.buf, base + REQ_CDB_OFF)
         count = iov_cnt + bidi + dif
         if REQ_IOV + count * IOVEC_SIZE > length:
             raise CodecError(f"TCMU command {cmd_id}: {count} iovecs do not fit its {length}-byte entry")

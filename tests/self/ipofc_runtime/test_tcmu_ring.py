@@ -58,7 +58,8 @@ class FakeKernel:
         cdb_off = base + base_size
         self.map[cdb_off : cdb_off + len(cdb)] = cdb
         struct.pack_into("<IHBB", self.map, base, length | tcmu.OP_CMD, cmd_id, 0, 0)
-        struct.pack_into("<IIIQ", self.map, base + 8, len(iovs), 0, 0, cdb_off)
+        struct.pack_into("<III", self.map, base + 8, len(iovs), 0, 0)
+        struct.pack_into("<Q", self.map, base + 24, cdb_off)  # as the kernel lays it out (8-aligned)
         for i, (off, n) in enumerate(iovs):
             struct.pack_into("<QQ", self.map, base + 48 + 16 * i, off, n)
         return base
