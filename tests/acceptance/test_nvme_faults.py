@@ -6,17 +6,24 @@ host was connected with a short ``fast_io_fail_tmo``, so I/O fails instead of
 being queued for the whole ``ctrl_loss_tmo``: fio must stop with an I/O error
 that names the device, which is the "device misbehaved" path working. The
 fabric is then repaired and the controller must come back live, so the link
-serves later tests and its teardown removes everything as usual.
+serves later tests and its teardown removes everything as usual. The repair
+reconnects a controller that does not come back by itself and hands the
+session's later tests the namespace's current device; this test then reads
+through that device to prove it. ``fabric_fault`` puts it after the link's
+other rows (``tests/acceptance/conftest.py``), so nothing measures a link that
+was just broken.
 """
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 
 import pytest
 
 from fabqual.errors import FabqualError
+from fabqual.links.base import LinkSession
 from fabqual.links.handles import NvmeNamespace
 from fabqual.tools.fio import run_fio
 from fabqual.topology.model import Link
@@ -25,8 +32,9 @@ FIO_RUNTIME_S = 60  # long enough that only the fault can end it early
 FAULT_AFTER_S = 8.0  # let fio get going before the fabric goes
 
 
+@pytest.mark.fabric_fault
 @pytest.mark.capability("nvme_namespace")
-def test_fabric_loss_fails_io_clearly(link: Link, nvme_namespace: NvmeNamespace) -> None:
+def test_fabric_loss_fails_io_clearly(link: Link, nvme_namespace: NvmeNamespace, link_session: LinkSession) -> None:
     """fio dies with an I/O error naming the namespace device; the path is live again after repair."""
     fault = nvme_namespace.fault
     if fault is None:
@@ -62,3 +70,8 @@ def test_fabric_loss_fails_io_clearly(link: Link, nvme_namespace: NvmeNamespace)
     assert "Input/output error" in message or "error=" in message, f"fio failed without an I/O error: {message}"
     assert nvme_namespace.device in message, f"the failure does not name {nvme_namespace.device}: {message}"
     assert float(outcome["seconds"]) < FIO_RUNTIME_S, "fio ran its full time: I/O was queued, not failed"  # type: ignore[arg-type]
+    after = link_session.nvme_namespace  # the repair may have reconnected: a new controller, maybe a new name
+    read = after.host.run(
+        f"dd if={shlex.quote(after.device)} of=/dev/null bs=64k count=16 iflag=direct", timeout=60, check=False
+    )
+    assert read.ok, f"{after.device} does not serve reads after the repair: {(read.stderr or read.stdout).strip()}"

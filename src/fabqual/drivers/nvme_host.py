@@ -154,6 +154,9 @@ def parse_discovery(text: str) -> list[DiscoveryRecord]:
     ]
 
 
+# How long deleting a controller stuck in ``connecting`` may take (see ensure_live).
+STUCK_DELETE_TIMEOUT = 240.0
+
 _HOSTNQN = re.compile(r"^nqn\.\d{4}-\d{2}\.[^\s]+$")
 
 
@@ -223,16 +226,38 @@ class NvmeHost:
     def connect(self, spec: ConnectSpec) -> tuple[str, ...]:
         """Connect one path; returns the new controller names (nvme1, ...)."""
         modprobe(self.executor, self.HOST_MODULES[spec.trtype])
+        # Journal the disconnect first: a connect that times out may still leave a controller.
+        self.journal.record(
+            self.executor.node, f"nvme controllers of {spec.subsystem_nqn}", lambda: self.disconnect(spec.subsystem_nqn)
+        )
+        return self._connect(spec)
+
+    def ensure_live(self, spec: ConnectSpec, *, grace: float) -> tuple[str, ...]:
+        """The subsystem's controllers once live; reconnected if they are not live within ``grace`` seconds.
+
+        After a fabric fault is repaired the kernel reconnects on its own every
+        ``reconnect_delay``, but a controller can stay ``connecting`` until
+        ``ctrl_loss_tmo`` (seen with nvme-rdma over rxe after its netdev went
+        down and up). Dropping it and connecting afresh is what an operator would
+        do; the disconnect already journaled by :meth:`connect` still covers it.
+        The disconnect may take long: the kernel deletes the controller only
+        after its reconnect attempt in flight gives up, and an RDMA CM exchange
+        that started while the port came back was seen to need ~100 s for that.
+        """
+        try:
+            return tuple(sorted(self._wait_live(spec.subsystem_nqn, grace)))
+        except DriverError as error:
+            log_step(self.executor.node, f"{error}; disconnect and connect again")
+        self.disconnect(spec.subsystem_nqn, timeout=STUCK_DELETE_TIMEOUT)
+        return self._connect(spec)
+
+    def _connect(self, spec: ConnectSpec) -> tuple[str, ...]:
         before = self._controllers(spec.subsystem_nqn)
         command = ["nvme", "connect", *spec.args(), "-n", spec.subsystem_nqn, "-q", self.hostnqn()]
         if spec.ctrl_loss_tmo is not None:
             command += ["--ctrl-loss-tmo", str(spec.ctrl_loss_tmo)]
         if spec.reconnect_delay is not None:
             command += ["--reconnect-delay", str(spec.reconnect_delay)]
-        # Journal the disconnect first: a connect that times out may still leave a controller.
-        self.journal.record(
-            self.executor.node, f"nvme controllers of {spec.subsystem_nqn}", lambda: self.disconnect(spec.subsystem_nqn)
-        )
         log_step(self.executor.node, f"nvme connect {spec.trtype} {spec.traddr} {spec.subsystem_nqn}")
         result = self.executor.run(shlex.join(command), timeout=120, check=False)
         if not result.ok:

@@ -5,6 +5,13 @@ teardown removes exactly that, in reverse (port link, port, namespace,
 subsystem, host). Namespaces are only ever made from devices the topology
 declares scratch: the caller passes the declared paths and anything else is
 refused before the kernel sees it.
+
+One thing is removed that this run did not create: a subsystem with the
+link's own NQN left behind by an interrupted earlier run (blktests does the
+same). Keeping it would make ``mkdir`` fail and the link unusable until
+someone cleaned configfs by hand; the NQN is fabqual's, so nothing else owns
+it. The removal is a logged step ("remove stale nvmet subsystem ...") and
+fails loudly if a host still holds the subsystem.
 """
 
 from __future__ import annotations

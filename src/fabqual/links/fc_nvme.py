@@ -20,6 +20,7 @@ from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.handles import FabricFault, NvmeNamespace
+from fabqual.links.nvme_repair import restore_namespace
 from fabqual.topology.model import DISCOVER, FcNvmeParams, Hba, Node, normalize_wwn
 
 # Connect options: reconnect quickly after a repaired fault, and fail I/O (instead
@@ -97,13 +98,14 @@ class FcNvmeLink:
         controllers = nvme.connect(spec)
         device = nvme.namespace_device(nqn)
 
+        session = LinkSession(self.link)
         fault = None
         if fabric is not None:
             live_fabric = fabric
 
             def repair() -> None:
                 live_fabric.add_remote_port()
-                nvme.wait_live(nqn, timeout=CTRL_LOSS_TMO)
+                restore_namespace(session, nvme, spec)
 
             fault = FabricFault(
                 f"delete the fcloop remote port {TARGET_PORT.wwpn}", live_fabric.delete_remote_port, repair
@@ -115,7 +117,8 @@ class FcNvmeLink:
             "hostnqn": hostnqn,
             "emulation": target_hba.emulation,
         }
-        namespace = NvmeNamespace(
+        session.facts = facts
+        session.nvme_namespace = NvmeNamespace(
             link=self.link,
             host=host,
             device=device.path,
@@ -128,7 +131,7 @@ class FcNvmeLink:
             fault=fault,
             facts=facts,
         )
-        return LinkSession(self.link, nvme_namespace=namespace, facts=facts)
+        return session
 
     def down(self) -> None:
         self.journal.undo_all()

@@ -22,6 +22,7 @@ from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
+from fabqual.links.nvme_repair import restore_namespace
 from fabqual.topology.model import DISCOVER, NvmetRdmaParams, Rnic
 
 CTRL_LOSS_TMO = 60
@@ -93,7 +94,8 @@ class NvmetRdmaLink:
         controllers = nvme.connect(spec)
         device = nvme.namespace_device(nqn)
 
-        fault = self._netdev_fault(client, nvme, nqn)
+        session = LinkSession(self.link, facts={})
+        fault = self._netdev_fault(client, nvme, spec, session)
         facts = {
             "target_backend": backend,
             "server": f"{server.node}:{server.device}/{server.port} gid {server.gid_index} {server.address}",
@@ -101,7 +103,8 @@ class NvmetRdmaLink:
             "hostnqn": hostnqn,
             "active_mtu": str(server.active_mtu),
         }
-        namespace = NvmeNamespace(
+        session.facts = facts
+        session.nvme_namespace = NvmeNamespace(
             link=self.link,
             host=client.executor,
             device=device.path,
@@ -114,11 +117,12 @@ class NvmetRdmaLink:
             fault=fault,
             facts=facts,
         )
-        return LinkSession(
-            self.link, nvme_namespace=namespace, rdma_pair=RdmaPair(self.link, server, client), facts=facts
-        )
+        session.rdma_pair = RdmaPair(self.link, server, client)
+        return session
 
-    def _netdev_fault(self, client: RdmaEndpoint, nvme: NvmeHost, nqn: str) -> FabricFault:
+    def _netdev_fault(
+        self, client: RdmaEndpoint, nvme: NvmeHost, spec: ConnectSpec, session: LinkSession
+    ) -> FabricFault:
         executor, netdev = client.executor, client.netdev
         up = f"ip link set dev {shlex.quote(netdev)} up"
 
@@ -131,7 +135,7 @@ class NvmetRdmaLink:
             log_step(executor.node, f"set {netdev} up")
             executor.run(up, timeout=30)
             wait_port_active(executor, client.device, client.port, client.address)
-            nvme.wait_live(nqn, timeout=CTRL_LOSS_TMO)
+            restore_namespace(session, nvme, spec)
 
         return FabricFault(f"set {netdev} on {executor.node} down", inject, repair)
 
