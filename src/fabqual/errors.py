@@ -91,7 +91,6 @@ class CodecError(FabqualError):
     """Bytes that do not decode as the SCSI or tunnel structure they claim to be."""
 
 
-
 def _tail(text: str, lines: int = 20) -> str:
     """The last ``lines`` lines of ``text``, stripped, for error messages."""
     return "\n".join(text.strip().splitlines()[-lines:])
