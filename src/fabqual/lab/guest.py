@@ -80,6 +80,16 @@ qemu_fw_cfg
 configfs
 """
 
+# Same name in /etc overrides nvme-cli's /usr/lib/udev/rules.d/70-nvmf-autoconnect.rules.
+# That rule answers every FC port event (the kernel's "nvmediscovery" uevent, as
+# fcloop sends when the lab adds a port) by connecting a discovery controller and
+# dropping it again, behind fabqual's back and racing the tests' own connects.
+# Only the emulated image does this: a lab rack's own configuration is not
+# fabqual's to change.
+NVMF_AUTOCONNECT_RULES = """\
+# fabqual lab: nvme-cli's FC autoconnect rule is switched off (see guest.py).
+"""
+
 HOSTS = """\
 127.0.0.1 localhost
 192.168.77.1 tgt-data
@@ -91,7 +101,6 @@ HOSTS = """\
 # tests' own connects); tcmu-runner is started by the tests that want it.
 DISABLED_UNITS = (
     "nvmefc-boot-connections.service",
-    "nvmf-autoconnect.service",
     "tcmu-runner.service",
     "e2scrub_reap.service",
     "getty@tty1.service",
@@ -99,6 +108,8 @@ DISABLED_UNITS = (
     "remote-fs.target",
 )
 MASKED_UNITS = (
+    # Connects every discovered NVMe-oF subsystem at boot; see NVMF_AUTOCONNECT_RULES.
+    "nvmf-autoconnect.service",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "dpkg-db-backup.timer",
@@ -141,6 +152,7 @@ FILES: dict[str, tuple[int, str]] = {
     "etc/ssh/sshd_config.d/fabqual.conf": (0o644, SSHD_CONFIG),
     "etc/modprobe.d/fabqual.conf": (0o644, MODPROBE_CONF),
     "etc/modules-load.d/fabqual.conf": (0o644, MODULES_LOAD),
+    "etc/udev/rules.d/70-nvmf-autoconnect.rules": (0o644, NVMF_AUTOCONNECT_RULES),
     "etc/hosts": (0o644, HOSTS),
     "etc/fstab": (0o644, "# the root file system is the initramfs\n"),
 }

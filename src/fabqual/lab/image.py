@@ -9,9 +9,10 @@ new image. Steps:
    own apt sources (no mirror is named here);
 2. fetch Debian's kernel package, keep ``vmlinuz`` and only the modules the lab
    needs plus what ``modprobe --show-depends`` says they depend on;
-3. build ``nvme-fcloop`` and ``nvme-loop`` (Debian leaves them out) from
-   ``linux-source-6.1`` against the matching ``linux-headers`` in a throwaway
-   build chroot, so compilers never enter the guest;
+3. build ``nvme-fcloop`` and ``nvme-loop`` (Debian leaves them out) and a
+   patched ``nvme-fc`` (PATCHES) from ``linux-source-6.1`` against the matching
+   ``linux-headers`` in a throwaway build chroot, so compilers never enter the
+   guest; they go to ``updates/``, which depmod prefers over Debian's own;
 4. write the guest's files (guest.py), ``depmod``, pack a zstd cpio.
 
 Must run as root (mmdebstrap in root mode, chroot, device nodes).
@@ -109,8 +110,16 @@ GUEST_MODULES: tuple[str, ...] = (
     "autofs4",
 )
 
-# Built out of tree: module name -> source file under drivers/nvme/target/.
-OOT_MODULES: dict[str, str] = {"nvme-fcloop": "fcloop.c", "nvme-loop": "loop.c"}
+# Built out of tree: module name -> source file under drivers/nvme/.
+OOT_MODULES: dict[str, str] = {
+    "nvme-fcloop": "target/fcloop.c",
+    "nvme-loop": "target/loop.c",
+    # Debian's own nvme-fc crashes when a controller is removed; see the patch.
+    "nvme-fc": "host/fc.c",
+}
+
+# Applied with ``patch -p1`` to linux-source-6.1 before the modules above are built.
+PATCHES: tuple[Path, ...] = (Path(__file__).with_name("patches") / "nvme-fc-admin-queue-lifetime.patch",)
 
 # usrmerge and the perl it needs: the essential phase installs them (and marks them
 # manual, so autoremove keeps them); nothing in the lab uses them. dpkg refuses if
@@ -183,6 +192,7 @@ def image_key(abi: str, version: str) -> str:
         "packages": list(GUEST_PACKAGES),  # order matters to apt (see usr-is-merged)
         "modules": sorted(GUEST_MODULES),
         "oot": OOT_MODULES,
+        "patches": {patch.name: _read_patch(patch) for patch in PATCHES},
         "files": guest.FILES,
         "enabled": guest.ENABLED_UNITS,
         "disabled": guest.DISABLED_UNITS,
@@ -293,7 +303,7 @@ def _build(out: Path, abi: str, version: str, progress: Progress) -> None:
         _run(["depmod", "-b", str(kernel_dir), abi], "index the kernel's modules")
         note(_size(out / "vmlinuz"))
 
-    with _step("nvme-fcloop and nvme-loop from linux-source-6.1 (build chroot)", progress, timings) as note:
+    with _step("out-of-tree nvme modules from linux-source-6.1 (build chroot)", progress, timings) as note:
         built = work / "oot"
         built.mkdir()
         _build_oot_modules(abi, version, sources, built, env)
@@ -369,42 +379,57 @@ def _one_line_to_deb822(line: str) -> str | None:
     return text + (f"\nSigned-By: {signed.group(1)}" if signed else "")
 
 
+def _read_patch(patch: Path) -> str:
+    try:
+        return patch.read_text()
+    except OSError as exc:
+        what = f"lab kernel patch {patch} is missing ({exc.strerror})"
+        raise LabError(f"{what}; reinstall fabqual with its package data") from None
+
+
 def _build_oot_modules(abi: str, version: str, sources: Path, out: Path, env: dict[str, str]) -> None:
     """Compile the out-of-tree modules in a build chroot that mmdebstrap discards afterwards."""
-    kbuild = out / "Kbuild"
-    kbuild.write_text(
-        "obj-m := "
-        + " ".join(f"{name}.o" for name in OOT_MODULES)
-        + "\n"
-        + "".join(f"{name}-y := {src.removesuffix('.c')}.o\n" for name, src in OOT_MODULES.items())
-    )
-    kos = " ".join(f"{name}.ko" for name in OOT_MODULES)
-    # The nvme host/ and target/ headers are included relatively ("../host/nvme.h"),
-    # so the modules are built in place inside the extracted drivers/nvme tree.
+    # One Kbuild per source directory (host/, target/): the nvme headers are included
+    # relatively ("nvme.h", "../host/nvme.h"), so modules are built in place.
     script = (
-        "set -e; mkdir -p /build; cd /build; "
+        "set -e; mkdir -p /build/out; cd /build; "
         "tar -xJf /usr/src/linux-source-6.1.tar.xz linux-source-6.1/drivers/nvme; "
-        "cd linux-source-6.1/drivers/nvme/target; cp /build/Kbuild Kbuild; "
-        f"make -s -C /usr/src/linux-headers-{abi} M=$PWD modules > /build/make.log 2>&1 "
-        "|| { tail -n 30 /build/make.log >&2; exit 1; }; "
-        f"strip --strip-debug {kos}; mkdir -p /build/out; cp {kos} /build/out/"
+        "cd linux-source-6.1; for p in /build/patches/*.patch; do patch -s -p1 < $p; done; "
     )
+    for directory in sorted({src.split("/")[0] for src in OOT_MODULES.values()}):
+        mods = {name: src.split("/")[1] for name, src in OOT_MODULES.items() if src.startswith(f"{directory}/")}
+        kbuild = out / f"Kbuild.{directory}"
+        kbuild.write_text(
+            f"obj-m := {' '.join(f'{name}.o' for name in mods)}\n"
+            + "".join(f"{name}-y := {src.removesuffix('.c')}.o\n" for name, src in mods.items())
+        )
+        kos = " ".join(f"{name}.ko" for name in mods)
+        script += (
+            f"cd /build/linux-source-6.1/drivers/nvme/{directory}; cp /build/{kbuild.name} Kbuild; "
+            f"make -s -C /usr/src/linux-headers-{abi} M=$PWD modules > /build/make.log 2>&1 "
+            "|| { tail -n 30 /build/make.log >&2; exit 1; }; "
+            f"strip --strip-debug {kos}; cp {kos} /build/out/; "
+        )
+    patches = out / "patches"
+    patches.mkdir()
+    for patch in PATCHES:
+        (patches / patch.name).write_text(_read_patch(patch))
     _run(
         [
             "mmdebstrap",
             "--variant=minbase",
             "--quiet",
             "--aptopt=APT::Install-Recommends false",
-            f"--include=linux-headers-{abi},linux-source-6.1={version},make,xz-utils",
+            f"--include=linux-headers-{abi},linux-source-6.1={version},make,xz-utils,patch",
             '--customize-hook=mkdir -p "$1/build"',
-            f"--customize-hook=copy-in {kbuild} /build",
+            f"--customize-hook=copy-in {' '.join(str(k) for k in sorted(out.glob('Kbuild.*')))} {patches} /build",
             f'--customize-hook=chroot "$1" sh -c {_shell_quote(script)}',
             f"--customize-hook=copy-out /build/out/ {out}",
             SUITE,
             "/dev/null",
             str(sources),
         ],
-        f"build nvme-fcloop/nvme-loop against linux-headers-{abi} (linux-source-6.1={version})",
+        f"build {'/'.join(OOT_MODULES)} against linux-headers-{abi} (linux-source-6.1={version})",
         env=env,
     )
     for name in OOT_MODULES:
@@ -431,6 +456,9 @@ def _install_modules(kernel_dir: Path, root: Path, abi: str, built: Path) -> int
                 wanted.add(Path(parts[1]).relative_to(src_base))
     shutil.rmtree(dst_base, ignore_errors=True)
     dst_base.mkdir(parents=True)
+    # A module built here replaces Debian's (nvme-fc): leave no second copy for modprobe to pick.
+    replaced = {f"{name}.ko" for name in OOT_MODULES}
+    wanted = {rel for rel in wanted if rel.name not in replaced}
     for rel in sorted(wanted):
         (dst_base / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src_base / rel, dst_base / rel)
