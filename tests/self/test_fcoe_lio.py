@@ -232,7 +232,7 @@ def test_link_up_with_a_dying_handler_fails_clearly_and_leaves_nothing(
     driver = driver_for(LinkContext(topology, link, lambda name: executors[name]))
     assert isinstance(driver, ipofc.IpofcLink) and isinstance(tgt, SshExecutor)
     try:
-        with pytest.raises(DriverError, match=r"IPoFC target handler .* exited: handler gave up on /dev/uio"):
+        with pytest.raises(DriverError, match=r"IPoFC target daemon .* exited: handler gave up on /dev/uio"):
             driver.up()
     finally:
         driver.down()

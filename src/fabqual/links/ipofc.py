@@ -198,10 +198,15 @@ def sg_inquiry_identity(executor: Executor, device: str) -> tuple[int, str, str]
 
 
 # The guest runtime's entry points (fabqual.ipofc.*, run with python3 from the uploaded copy).
-HANDLER = "fabqual"  # TCMU dev_config prefix the handler claims its uio device by
-TARGET_COMMAND = "exec python3 -m fabqual.ipofc.tcmu --uio {uio} --tun {tun}"
-INITIATOR_COMMAND = "exec python3 -m fabqual.ipofc.sg_io --sg {sg} --tun {tun}"
-TCMU_OPTIONS = {"hw_block_size": "512", "hw_max_sectors": "8192", "nl_reply_supported": "-1"}
+HANDLER = "fabqual"  # TCMU dev_config subtype the target daemon claims its uio device by
+TARGET_COMMAND = "exec python3 -m fabqual.ipofc.target_daemon --uio {uio} --tun {tun}"
+INITIATOR_COMMAND = "exec python3 -m fabqual.ipofc.initiator_daemon --sg {sg} --tun {tun}"
+TCMU_OPTIONS = {
+    "hw_block_size": "512",
+    "hw_max_sectors": "8192",  # the dispatcher's max_transfer_blocks: 4 MiB per command
+    "max_data_area_mb": "256",
+    "nl_reply_supported": "-1",  # no tcmu-runner answers netlink for the fabqual subtype
+}
 TUNNEL_UP_TIMEOUT = 60.0
 
 
@@ -234,8 +239,7 @@ class IpofcLink:
         self.inquiry = StandardInquiry()
         self.processes: list[Process] = []
 
-    # --- bring-up ----------------------------------------------------------------------
-    def _namespace(self, executor: Executor, role: str) -> Executor:
+    def _namespace(self, executor: Executor, role: str) -> NetnsExecutor:
         name = NETNS[role]
         q = shlex.quote(name)
         log_step(executor.node, f"create network namespace {name}")
@@ -243,64 +247,71 @@ class IpofcLink:
         self.journal.record_command(executor, f"network namespace {name}", f"ip netns del {q}")
         return NetnsExecutor(executor, name)
 
-    def _tcmu_backing(self, target: Executor, uio_out: list[str]) -> Backing:
+    def _start(self, executor: Executor, role: str, command: str) -> Process:
+        process = Process(
+            executor, self.journal, f"IPoFC {role} daemon", f"cd {REMOTE_DIR} && {command}", f"{REMOTE_DIR}-{role}.log"
+        )
+        self.processes.append(process)
+        return process
+
+    def _tcmu_backing(self, where: Executor, uio_out: list[str]) -> Backing:
+        """The tunnel LUN's backstore: TCMU served by the target daemon (started once its uio exists)."""
+
         def backing(lio: Lio) -> Backstore:
-            size = dispatch_capacity_bytes()
             store, uio = lio.user_backstore(
-                f"fq_ipofc_{self.link.name}", size, HANDLER, self.link.name, options=TCMU_OPTIONS
+                f"fq_ipofc_{self.link.name}", dispatch_capacity_bytes(), HANDLER, self.link.name, options=TCMU_OPTIONS
             )
             uio_out.append(uio)
-            process = Process(
-                target,
-                self.journal,
-                "IPoFC target handler",
-                f"cd {REMOTE_DIR} && " + TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"]),
-                f"{REMOTE_DIR}-target.log",
-            )
-            self.processes.append(process)
+            self._start(where, "target", TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"]))
             return store
 
         return backing
 
-    def _export(
-        self, carrier: str, target: Executor, uio: list[str], vendor: str, model: str
-    ) -> tuple[ExportedLun, Executor, Executor, Executor]:
-        """The tunnel LUN over the carrier: the LUN, the initiator node, and where each tunnel
-        end runs (its own network namespace on a one-node carrier)."""
+    def up(self) -> LinkSession:
+        carrier = self.params.carrier
+        target = self.context.executor(self.link.end("target").node)
+        address_t, address_i, prefix_length = tunnel_addresses(self.params.tunnel_prefix)
+        vendor, model = self.inquiry.vendor, self.inquiry.product
+        mtu = self.params.mtus[0]
         if carrier == "fcoe":
             target, target_netdev = fcoe_netdev(self.context, "target")
             initiator, initiator_netdev = fcoe_netdev(self.context, "initiator")
-            if initiator.node != target.node:
-                upload_runtime(initiator, self.journal, REMOTE_DIR)
-            lun = export_over_fcoe(
-                target,
-                initiator,
-                self.journal,
-                self._tcmu_backing(target, uio),
-                target_netdev=target_netdev,
-                initiator_netdev=initiator_netdev,
-                vendor=vendor,
-                model=model,
+            target_run: Executor = target
+            initiator_run: Executor = initiator
+        elif carrier == "tcm_loop":
+            initiator = target
+            target_run, initiator_run = self._namespace(target, "target"), self._namespace(target, "initiator")
+        else:
+            raise DriverError(
+                f"link {self.link.name}: carrier {carrier!r} is not supported by this driver yet;"
+                " use fcoe (software FCoE between nodes) or tcm_loop (one node)"
             )
-            return lun, initiator, target, initiator
-        if carrier == "tcm_loop":
-            lun = export_over_loop(target, self.journal, self._tcmu_backing(target, uio), vendor=vendor, model=model)
-            return lun, target, self._namespace(target, "target"), self._namespace(target, "initiator")
-        raise DriverError(
-            f"link {self.link.name}: carrier {carrier!r} is not supported by this driver yet;"
-            " use fcoe (software FCoE between nodes) or tcm_loop (one node)"
-        )
+        for node in {target.node: target, initiator.node: initiator}.values():
+            upload_runtime(node, self.journal, REMOTE_DIR)
+        # TUNs exist (addressed) before the daemons start: they attach and never create their own.
+        tuns = [
+            TunDevice(target_run, self.journal, TUN_NAMES["target"], address_t, prefix_length),
+            TunDevice(initiator_run, self.journal, TUN_NAMES["initiator"], address_i, prefix_length),
+        ]
+        for tun in tuns:
+            tun.set_mtu(mtu)
 
-    def up(self) -> LinkSession:
-        carrier = self.params.carrier
-        target_node = self.link.end("target").node
-        target = self.context.executor(target_node)
-        address_t, address_i, prefix_length = tunnel_addresses(self.params.tunnel_prefix)
-        vendor, model = self.inquiry.vendor, self.inquiry.product
-        upload_runtime(target, self.journal, REMOTE_DIR)
         uio: list[str] = []
+        backing = self._tcmu_backing(target_run, uio)
         try:
-            lun, initiator, target_run, initiator_run = self._export(carrier, target, uio, vendor, model)
+            if carrier == "fcoe":
+                lun = export_over_fcoe(
+                    target,
+                    initiator,
+                    self.journal,
+                    backing,
+                    target_netdev=target_netdev,
+                    initiator_netdev=initiator_netdev,
+                    vendor=vendor,
+                    model=model,
+                )
+            else:
+                lun = export_over_loop(target, self.journal, backing, vendor=vendor, model=model)
         except DriverError:
             for process in self.processes:
                 process.check_alive()  # a dead handler is the cause of a LUN that never answered
@@ -312,27 +323,11 @@ class IpofcLink:
                 f"link {self.link.name}: sg_inq {lun.sg.path} on {initiator.node} shows type {pdt}"
                 f" {got_vendor!r} {got_product!r}, expected type 6 {vendor!r} {model!r}"
             )
-
-        mtu = self.params.mtus[0]
-        tuns = {
-            "target": TunDevice(target_run, self.journal, TUN_NAMES["target"], address_t, prefix_length),
-            "initiator": TunDevice(initiator_run, self.journal, TUN_NAMES["initiator"], address_i, prefix_length),
-        }
-        for tun in tuns.values():
-            tun.set_mtu(mtu)
-        self.processes.append(
-            Process(
-                initiator_run,
-                self.journal,
-                "IPoFC initiator",
-                f"cd {REMOTE_DIR} && " + INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"]),
-                f"{REMOTE_DIR}-initiator.log",
-            )
-        )
+        self._start(initiator_run, "initiator", INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"]))
         self._wait_tunnel(initiator_run, address_t)
 
         def set_mtu_both(new_mtu: int) -> None:
-            for tun in tuns.values():
+            for tun in tuns:
                 tun.set_mtu(new_mtu)
             for process in self.processes:
                 process.check_alive()
