@@ -5,7 +5,7 @@ Command line (stable; the link driver starts it in the background on the target 
     python3 -m fabqual.ipofc.target_daemon
         (--backstore NAME | --uio /dev/uioN | --uio auto)
         --tun IFNAME [--address CIDR] [--mtu N]
-        [--hold SECONDS] [--crc] [--log FILE]
+        [--hold SECONDS] [--crc] [--log FILE] [--verbose]
 
 ``--backstore NAME`` serves the ``user_*/NAME`` backstore; ``--uio auto`` the only
 TCMU device whose ``dev_config`` is ``fabqual/<cfg>``. The handler name agreed with
@@ -46,7 +46,12 @@ from fabqual.ipofc.tcmu import Command, TaskManagement, TcmuDevice
 from fabqual.ipofc.tun import Tun
 
 HANDLER = "fabqual"
+WAKE_INTERVAL = 0.5  # upper bound on a select: a signal's flag is seen even when nothing else happens
 log = logging.getLogger("fabqual.ipofc.target")
+
+
+class RingBroken(FabqualError):
+    """The command ring holds something this handler cannot parse: stop rather than guess."""
 
 
 class TargetDaemon:
@@ -61,7 +66,6 @@ class TargetDaemon:
         self.held: dict[int, Command] = {}  # READs the session holds, to scatter into when they complete
         self.stopping = False
         self.commands = 0
-        self.ring_errors = 0
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         self.stopping = True
@@ -72,7 +76,7 @@ class TargetDaemon:
         self.service_ring()  # commands posted before we started
         while not self.stopping:
             deadline = self.session.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            timeout = WAKE_INTERVAL if deadline is None else min(WAKE_INTERVAL, max(0.0, deadline - time.monotonic()))
             try:
                 ready, _, _ = select.select([self.device.fd, self.tun.fd], [], [], timeout)
             except InterruptedError:
@@ -94,9 +98,8 @@ class TargetDaemon:
                     moved |= self.task_management(entry)
                 else:
                     moved |= self.command(entry)
-        except CodecError as err:  # the kernel's ring is unreadable: say so, keep serving what we can
-            self.ring_errors += 1
-            log.error("TCMU ring on %s: %s", self.device.uio, err)
+        except CodecError as err:  # the kernel and we disagree about the ring: nothing later can be trusted
+            raise RingBroken(f"TCMU ring on /dev/{self.device.uio}: {err}") from None
         for packet in self.session.take_inbound():
             self.tun.write(packet)
         if moved:
@@ -106,6 +109,7 @@ class TargetDaemon:
         self.commands += 1
         data_out = self.ring.gather(command) if command.cdb[:1] and command.cdb[0] in scsi.WRITE_OPCODES else b""
         response = self.dispatcher.handle(command.cdb, data_out, command.cmd_id)
+        log.debug("cmd %d CDB %s -> %s", command.cmd_id, command.cdb.hex(), "held" if response is None else "done")
         if response is None:
             self.held[command.cmd_id] = command  # completed later by flush()
             return False
@@ -162,7 +166,7 @@ class TargetDaemon:
         s, r = self.session.sender.stats, self.session.receiver.stats
         log.info(
             "stopped: %d commands; sent %d packets in %d frames (%d empty); received %d packets in %d frames,"
-            " %d lost frames, %d duplicates; %d ring errors, %d TUN write drops",
+            " %d lost frames, %d duplicates; %d TUN write drops",
             self.commands,
             s.packets_sent,
             s.frames_sent,
@@ -171,7 +175,6 @@ class TargetDaemon:
             r.frames,
             r.lost_frames,
             r.duplicates,
-            self.ring_errors,
             self.tun.dropped_writes,
         )
 
@@ -187,20 +190,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=1.0, help="seconds a READ is held waiting for packets")
     parser.add_argument("--crc", action="store_true", help="CRC-32 on every frame sent")
     parser.add_argument("--log", help="log file (default: stderr)")
+    parser.add_argument("--verbose", action="store_true", help="log every command")
     return parser.parse_args(argv)
 
 
-def setup_logging(path: str | None) -> None:
+def setup_logging(path: str | None, *, verbose: bool = False) -> None:
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger("fabqual")
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.log)
+    setup_logging(args.log, verbose=args.verbose)
     if not 0.05 <= args.hold <= 20:
         log.error("--hold %s outside 0.05..20 s (the initiator's command timeout is 30 s)", args.hold)
         return 1
@@ -225,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving /dev/%s (%s) on TUN %s", device.uio, device.name(), tun.name)
     try:
         daemon.run()
+    except RingBroken as err:
+        log.error("%s; stopping (restart the daemon after fixing the cause)", err)
+        return 1
     except Exception as err:  # last resort: one line in the log, not a traceback on the console
         log.exception("target daemon failed: %s", err)
         return 1

@@ -122,17 +122,22 @@ class Ring:
         while self.parsed != head:
             op, length, cmd_id = self._entry(self.parsed)
             base = self.cmdr_off + self.parsed
+            entry: Command | TaskManagement | None = None
             if op == OP_CMD:
                 if length < ENTRY_SIZE:  # the response (status, read_len, 96-byte sense) must fit the slot
                     raise CodecError(
                         f"TCMU command entry of {length} bytes is shorter than {ENTRY_SIZE}: ring is broken"
                     )
-                yield self._command(base, length, cmd_id)
+                entry = self._command(base, length, cmd_id)
             elif op == OP_TMR:
-                yield self._tmr(base, length)
+                entry = self._tmr(base, length)
             elif op != OP_PAD:
                 self.buf[base + ENT_UFLAGS] |= UFLAG_UNKNOWN_OP
+            # Past this entry *before* yielding: a completion made by the consumer meanwhile
+            # must be able to move the tail over it (else it waits for the next complete()).
             self.parsed = (self.parsed + length) % self.cmdr_size
+            if entry is not None:
+                yield entry
 
     def _command(self, base: int, length: int, cmd_id: int) -> Command:
         # Explicit offsets: cdb_off is 8-aligned at +24, after 4 bytes of padding ("<IIIQ" would read +20).

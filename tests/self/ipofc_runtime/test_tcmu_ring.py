@@ -114,6 +114,20 @@ def test_inquiry_through_the_ring() -> None:
     assert scsi.decode_inquiry(k.map[cmd.iovecs[0][0] : cmd.iovecs[0][0] + 36]).vendor == "FABQUAL"
 
 
+def test_completing_inside_the_poll_loop_moves_the_tail() -> None:
+    """A command completed while ``poll()`` is still iterating moves the tail at once, as the daemon
+    does it (found on the lab's kernel: the tail stayed put and LIO aborted every INQUIRY)."""
+    k = FakeKernel()
+    k.command(3, scsi.encode_cdb(Opcode.TEST_UNIT_READY))
+    k.command(4, scsi.encode_cdb(Opcode.TEST_UNIT_READY))
+    ring = tcmu.Ring(k.map)
+    moved = []
+    for cmd in ring.poll():
+        assert isinstance(cmd, tcmu.Command)
+        moved.append(ring.complete(cmd.cmd_id, Status.GOOD))
+    assert moved == [True, True] and k.tail() == k.head
+
+
 def test_check_condition_writes_sense() -> None:
     """A CHECK CONDITION completion puts status 2 and the fixed sense into the slot's 96-byte sense buffer."""
     k = FakeKernel()
