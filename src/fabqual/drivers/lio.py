@@ -200,12 +200,10 @@ class Lio:
         self.remove_stale_tpg("loopback", wwn)
         self._mkdir(f"{ROOT}/loopback/{wwn}", f"tcm_loop target {wwn}")
         self._mkdir(tpg.path, f"tcm_loop TPG {wwn}/tpgt_{tpg.tag}")
-        # The nexus is the local SCSI host (the initiator side); "NULL" drops it, which the
-        # kernel requires before the TPG can be removed.
+        # The nexus is the local SCSI host (the initiator side). It is not undone on its own:
+        # removing the TPG drops it, while "NULL" written here is refused (EIO) as long as the
+        # kernel still counts a LUN port, which it can after a command was aborted.
         write(self.executor, f"{tpg.path}/nexus", nexus)
-        self.journal.record_command(
-            self.executor, f"tcm_loop nexus {nexus}", f"echo NULL > {shlex.quote(tpg.path)}/nexus"
-        )
         return tpg
 
     def export(self, tpg: Tpg, lun: int, store: Backstore) -> str:

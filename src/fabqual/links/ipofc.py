@@ -163,6 +163,23 @@ class Process:
             tail = " | ".join(self.log_tail().strip().splitlines()[-5:])
             raise DriverError(f"{self.executor.node}: {self.name} (pid {self.pid}) exited: {tail or 'no output'}")
 
+    def wait_for(self, pattern: str, *, timeout: float = 60.0) -> str:
+        """The first log line matching ``pattern`` (e.g. the daemon's "ready" line); fails early if it exits."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            for line in self.log_tail(200).splitlines():
+                if regex.search(line):
+                    return line
+            self.check_alive()
+            if time.monotonic() > deadline:
+                tail = " | ".join(self.log_tail().strip().splitlines()[-3:])
+                raise DriverError(
+                    f"{self.executor.node}: {self.name} printed no line matching {pattern!r} in {timeout:.0f} s:"
+                    f" {tail or 'no output'}"
+                )
+            time.sleep(0.5)
+
     def stop(self) -> None:
         # setsid made the pid a process group: end the whole group, then wait for it to be gone.
         self.executor.run(
@@ -262,7 +279,8 @@ class IpofcLink:
                 f"fq_ipofc_{self.link.name}", dispatch_capacity_bytes(), HANDLER, self.link.name, options=TCMU_OPTIONS
             )
             uio_out.append(uio)
-            self._start(where, "target", TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"]))
+            daemon = self._start(where, "target", TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"]))
+            daemon.wait_for(r"^ready target ")  # serving the ring before the LUN is exported and scanned
             return store
 
         return backing
@@ -323,7 +341,10 @@ class IpofcLink:
                 f"link {self.link.name}: sg_inq {lun.sg.path} on {initiator.node} shows type {pdt}"
                 f" {got_vendor!r} {got_product!r}, expected type 6 {vendor!r} {model!r}"
             )
-        self._start(initiator_run, "initiator", INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"]))
+        daemon = self._start(
+            initiator_run, "initiator", INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"])
+        )
+        daemon.wait_for(r"^ready initiator ")
         self._wait_tunnel(initiator_run, address_t)
 
         def set_mtu_both(new_mtu: int) -> None:
