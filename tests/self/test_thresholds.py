@@ -69,9 +69,9 @@ def test_emulated_numbers_follow_the_measurements() -> None:
     emulated = load_thresholds("emulated")
     bound = emulated.bound("nvmet_rdma", "bw_gbps", {"size": "65536", "test": "ib_write_bw"})
     assert bound.threshold == pytest.approx(0.015) and "0.058-0.067 Gb/s measured" in bound.source
-    assert emulated.bound("fc_nvme", "iops", {"rw": "randread", "bs": "4k", "qd": "32"}).threshold == 1500
+    assert emulated.bound("fc_nvme", "iops", {"rw": "randread", "bs": "4k", "qd": "32"}).threshold == 600
     lat = emulated.bound("nvmet_rdma", "lat_typical_us", {"size": "2"})
-    assert (lat.threshold, lat.comparison) == (4000, "<=")
+    assert (lat.threshold, lat.comparison) == (12000, "<=")
     assert emulated.bound("ipofc", "loss_pct", {"mtu": "1500"}).threshold == 0
 
 
