@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import select
 import signal
 import sys
@@ -45,7 +46,7 @@ from pathlib import Path
 from types import FrameType
 
 from fabqual.errors import CodecError, FabqualError
-from fabqual.ipofc import scsi, sg_io
+from fabqual.ipofc import framing, scsi, sg_io
 from fabqual.ipofc.session import InitiatorSession
 from fabqual.ipofc.target_daemon import setup_logging
 from fabqual.ipofc.tun import Tun
@@ -89,6 +90,7 @@ class InitiatorDaemon:
         self.queued = threading.Condition(self.lock)
         self.stopping = threading.Event()
         self.errors = {"read": 0, "write": 0, "write_lost": 0, "bad_frame": 0}
+        self.resync_margin = 64  # beyond any reordering among at most 16 READs in flight
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         self.stopping.set()
@@ -162,13 +164,23 @@ class InitiatorDaemon:
             os.close(fd)
 
     def deliver(self, data: bytes) -> None:
+        receiver = self.session.receiver
         with self.lock:
+            packets: list[bytes] = []
             try:
-                packets, _more = self.session.read_done(data)
+                frame = framing.decode_frame(data)
             except CodecError as err:
                 self.errors["bad_frame"] += 1
                 log.warning("READ data is not a tunnel frame: %s", err)
-                packets = []
+            else:
+                behind = (receiver.expected - frame.seq) % framing.SEQ_MODULUS
+                if not frame.packets and self.resync_margin < behind < framing.SEQ_MODULUS // 2:
+                    # An empty frame announces the target's next sequence number. Reordering among
+                    # our few in-flight READs puts it at most a few behind; far behind means the
+                    # target daemon restarted (it starts at a random number).
+                    log.info("target announced sequence %d (expected %d): resynchronised", frame.seq, receiver.expected)
+                    receiver.resync(frame.seq)
+                packets = receiver.accept(frame)
             packets += self.session.expire()
             for packet in packets:
                 self.tun.write(packet)
@@ -186,6 +198,24 @@ class InitiatorDaemon:
         except FabqualError as err:
             return str(err)
         return None if result.good else describe(result)
+
+    def announce(self) -> None:
+        """Tell the target our first sequence number (an empty WRITE frame), so a restarted
+        initiator is not taken for stale replays; the link is not up until this gets through."""
+        frame = framing.encode_frame(framing.Frame(self.session.sender.next_seq))
+        padded = frame + bytes(-len(frame) % BLOCK)
+        fd = sg_io.open_sg(self.sg)
+        try:
+            for attempt in range(1, 11):
+                failure = self._execute(fd, write_cdb(len(padded) // BLOCK), data_out=padded)
+                if failure is None:
+                    return
+                log.warning("sequence announcement, attempt %d/10: %s", attempt, failure)
+                if self.stopping.wait(0.5):
+                    break
+        finally:
+            os.close(fd)
+        raise FabqualError(f"the target on {self.sg} did not accept the sequence announcement (WRITE); see the log")
 
     def run(self, reads: int, writes: int) -> None:
         threads = [threading.Thread(target=self.tun_reader, name="tun", daemon=True)]
@@ -276,9 +306,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 1
     session = InitiatorSession(crc=args.crc)
+    session.sender.next_seq = random.randrange(framing.SEQ_MODULUS)  # see announce()
     daemon = InitiatorDaemon(sg, tun, session, max_transfer=max_transfer, timeout_ms=int(args.timeout * 1000))
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
+    try:
+        daemon.announce()
+    except FabqualError as err:
+        log.error("%s", err)
+        tun.close()
+        return 1
     print(f"ready initiator sg={sg} tun={tun.name} max_transfer={max_transfer}", flush=True)
     log.info("tunnel on %s via TUN %s, %d-byte transfers", sg, tun.name, max_transfer)
     try:

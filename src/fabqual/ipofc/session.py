@@ -97,6 +97,7 @@ class ReceiverStats:
     duplicates: int = 0
     late: int = 0
     lost_frames: int = 0
+    resyncs: int = 0
 
 
 class Receiver:
@@ -132,6 +133,12 @@ class Receiver:
             self._skip_to((frame.seq - self.window + 1) % framing.SEQ_MODULUS, out)
         self._drain(out)
         return out
+
+    def resync(self, seq: int) -> None:
+        """The peer restarted its sequence (a new daemon): expect ``seq`` next, forget what waited."""
+        self.pending.clear()
+        self.expected = seq % framing.SEQ_MODULUS
+        self.stats.resyncs += 1
 
     def expire(self) -> list[bytes]:
         """Declare gaps lost whose later frames have waited longer than the reorder timeout."""

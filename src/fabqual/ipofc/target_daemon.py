@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import select
 import signal
 import sys
@@ -54,6 +55,34 @@ class RingBroken(FabqualError):
     """The command ring holds something this handler cannot parse: stop rather than guess."""
 
 
+class SyncingPath:
+    """The dispatcher's data path: the session, plus the initiator's sequence announcement.
+
+    An empty WRITE frame is never sent for data (the initiator has nothing to say then);
+    the initiator daemon sends one when it starts, so a restarted initiator (new, random
+    sequence) is not mistaken for a stream of stale replays.
+    """
+
+    def __init__(self, session: TargetSession) -> None:
+        self.session = session
+
+    def write(self, payload: bytes) -> None:
+        if payload[6:8] == b"\0\0":  # count 0: decode fully (checks magic etc.) and resync
+            frame = framing.decode_frame(payload)
+            if frame.seq != self.session.receiver.expected:
+                log.info(
+                    "initiator announced sequence %d (expected %d): resynchronised",
+                    frame.seq,
+                    self.session.receiver.expected,
+                )
+                self.session.receiver.resync(frame.seq)
+            return
+        self.session.write(payload)
+
+    def read(self, cmd_id: int, capacity: int) -> bytes | None:
+        return self.session.read(cmd_id, capacity)
+
+
 class TargetDaemon:
     """The TCMU ring, the dispatcher and the TUN device glued by one select loop."""
 
@@ -62,7 +91,7 @@ class TargetDaemon:
         self.ring = device.ring
         self.tun = tun
         self.session = session
-        self.dispatcher = Dispatcher(data_path=session)
+        self.dispatcher = Dispatcher(data_path=SyncingPath(session))
         self.held: dict[int, Command] = {}  # READs the session holds, to scatter into when they complete
         self.stopping = False
         self.commands = 0
@@ -222,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     except FabqualError as err:
         log.error("%s", err)
         return 1
-    daemon = TargetDaemon(device, tun, TargetSession(hold_time=args.hold, crc=args.crc))
+    session = TargetSession(hold_time=args.hold, crc=args.crc)
+    # A random first sequence number: a restarted target is far from what the initiator expects,
+    # which the initiator recognises (see initiator_daemon) instead of dropping batches as stale.
+    session.sender.next_seq = random.randrange(framing.SEQ_MODULUS)
+    daemon = TargetDaemon(device, tun, session)
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
     print(f"ready target uio=/dev/{device.uio} tun={tun.name}", flush=True)
