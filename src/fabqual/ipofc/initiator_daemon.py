@@ -90,6 +90,7 @@ class InitiatorDaemon:
         self.queued = threading.Condition(self.lock)
         self.stopping = threading.Event()
         self.errors = {"read": 0, "write": 0, "write_lost": 0, "bad_frame": 0}
+        self.synchronised = False
         self.resync_margin = 64  # beyond any reordering among at most 16 READs in flight
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
@@ -174,12 +175,14 @@ class InitiatorDaemon:
                 log.warning("READ data is not a tunnel frame: %s", err)
             else:
                 behind = (receiver.expected - frame.seq) % framing.SEQ_MODULUS
-                if not frame.packets and self.resync_margin < behind < framing.SEQ_MODULUS // 2:
-                    # An empty frame announces the target's next sequence number. Reordering among
-                    # our few in-flight READs puts it at most a few behind; far behind means the
-                    # target daemon restarted (it starts at a random number).
+                far = min(behind, framing.SEQ_MODULUS - behind) > self.resync_margin
+                if far and not (frame.packets and self.synchronised):
+                    # An empty frame announces the target's next sequence number. Reordering and loss
+                    # among our few in-flight READs put it at most a few away; far away means the
+                    # target daemon (re)started (it starts at a random number).
                     log.info("target announced sequence %d (expected %d): resynchronised", frame.seq, receiver.expected)
                     receiver.resync(frame.seq)
+                self.synchronised = True  # the first frame from the target sets the sequence
                 packets = receiver.accept(frame)
             packets += self.session.expire()
             for packet in packets:
@@ -230,8 +233,9 @@ class InitiatorDaemon:
                 log.error("worker threads %s died; stopping", dead)
                 self.stop()
                 raise RuntimeError(f"worker threads {dead} died")
+        deadline = time.monotonic() + 3.0  # a held READ returns within the target's hold time
         for thread in threads:
-            thread.join(timeout=self.timeout_ms / 1000 + 1)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         s, r = self.session.sender.stats, self.session.receiver.stats
         log.info(
             "stopped: sent %d packets in %d frames; received %d packets in %d frames (%d empty), %d lost frames,"
