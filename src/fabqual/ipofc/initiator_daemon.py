@@ -94,9 +94,8 @@ class InitiatorDaemon:
         self.resync_margin = 64  # beyond any reordering among at most 16 READs in flight
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        # No lock here (a signal handler must not wait on a worker): writers poll the event.
         self.stopping.set()
-        with self.queued:
-            self.queued.notify_all()
 
     # --- TUN → session ----------------------------------------------------------------
     def tun_reader(self) -> None:
