@@ -125,6 +125,8 @@ class NvmetRdmaLink:
     ) -> FabricFault:
         executor, netdev = client.executor, client.netdev
         up = f"ip link set dev {shlex.quote(netdev)} up"
+        host_end = self.link.end("host")
+        soft_roce = self.context.topology.node(host_end.node).rnic(host_end.device or "").emulation == "rxe"
 
         def inject() -> None:
             log_step(executor.node, f"set {netdev} down (fault injection)")
@@ -134,6 +136,16 @@ class NvmetRdmaLink:
         def repair() -> None:
             log_step(executor.node, f"set {netdev} up")
             executor.run(up, timeout=30)
+            if soft_roce:
+                # rxe leaves RDMA CM exchanges begun while the netdev was down stuck for minutes
+                # (seen: ~100 s, then -104, and fresh connects stuck too); re-creating the device
+                # makes nvme-rdma drop its controllers at once, and the reconnect starts clean.
+                device, quoted = client.device, shlex.quote(client.device)
+                log_step(executor.node, f"re-create soft-RoCE device {device} on {netdev}")
+                executor.run(
+                    f"rdma link delete {quoted} && rdma link add {quoted} type rxe netdev {shlex.quote(netdev)}",
+                    timeout=120,
+                )
             wait_port_active(executor, client.device, client.port, client.address)
             restore_namespace(session, nvme, spec)
 
