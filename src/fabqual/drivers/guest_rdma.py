@@ -18,6 +18,7 @@ from fabqual.drivers.journal import Journal
 from fabqual.drivers.rdma import (
     PortFacts,
     SoftRoce,
+    ensure_address,
     netdev_with_address,
     parse_port_state,
     port_facts,
@@ -126,24 +127,6 @@ def _data_netdev(executor: Executor, rnic: Rnic, address: str) -> str:
     return netdev
 
 
-def _ensure_address(executor: Executor, journal: Journal, rnic: Rnic, netdev: str, address: str) -> None:
-    holder = netdev_with_address(executor, address)
-    if holder == netdev:
-        return
-    if holder is not None:
-        raise LabError(
-            f"{executor.node}: {address} of RNIC {rnic.name} is on {holder}, not on the data netdev {netdev}"
-        )
-    assert rnic.address is not None
-    log_step(executor.node, f"add {rnic.address} to {netdev}")
-    executor.run(f"ip addr add {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}", timeout=30)
-    journal.record_command(
-        executor,
-        f"address {rnic.address} on {netdev}",
-        f"ip addr del {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}",
-    )
-
-
 def _facts_when_ready(executor: Executor, device: str, netdev: str, address: str) -> PortFacts:
     """Path checked (device on netdev, PORT_ACTIVE), then the RoCE v2 GID of ``address`` (waits for rxe)."""
     deadline = time.monotonic() + PORT_UP_TIMEOUT
@@ -166,7 +149,7 @@ def guest_endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndp
     require_tools(executor)
     address = rnic.address.split("/")[0]
     netdev = _data_netdev(executor, rnic, address)
-    _ensure_address(executor, journal, rnic, netdev, address)
+    ensure_address(executor, journal, rnic, netdev, address)
     if executor.run(f"ip -o link show dev {shlex.quote(netdev)} up", timeout=30).stdout.strip() == "":
         log_step(executor.node, f"set {netdev} up")
         executor.run(f"ip link set dev {shlex.quote(netdev)} up", timeout=30)

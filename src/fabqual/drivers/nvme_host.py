@@ -169,9 +169,11 @@ class ConnectSpec:
     subsystem_nqn: str
     trsvcid: str = ""
     host_traddr: str = ""
-    ctrl_loss_tmo: int | None = None
-    reconnect_delay: int | None = None
-    fast_io_fail_tmo: int | None = None
+    # Reconnect quickly after a repaired fault, and fail I/O (instead of queueing
+    # it for ctrl_loss_tmo) once the path has been gone for a few seconds.
+    ctrl_loss_tmo: int | None = 60
+    reconnect_delay: int | None = 2
+    fast_io_fail_tmo: int | None = 5
 
     def args(self) -> list[str]:
         args = ["-t", self.trtype, "-a", self.traddr]

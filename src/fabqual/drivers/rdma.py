@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fabqual.drivers.journal import Journal, modprobe
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
+from fabqual.topology.model import Rnic
 
 SYSFS = "/sys/class/infiniband"
 ZERO_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
@@ -182,3 +183,22 @@ class SoftRoce:
             )
         self.journal.record_command(self.executor, f"rxe device {name}", f"rdma link delete {shlex.quote(name)}")
         return name
+
+
+def ensure_address(executor: Executor, journal: Journal, rnic: Rnic, netdev: str, address: str) -> None:
+    """Put the RNIC's address on its data netdev (journaled), unless it is there; refuse if another netdev has it."""
+    holder = netdev_with_address(executor, address)
+    if holder == netdev:
+        return
+    if holder is not None:
+        raise LabError(
+            f"{executor.node}: {address} of RNIC {rnic.name} is on {holder}, not on the data netdev {netdev}"
+        )
+    assert rnic.address is not None
+    log_step(executor.node, f"add {rnic.address} to {netdev}")
+    executor.run(f"ip addr add {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}", timeout=30)
+    journal.record_command(
+        executor,
+        f"address {rnic.address} on {netdev}",
+        f"ip addr del {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}",
+    )

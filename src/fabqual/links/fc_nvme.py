@@ -23,12 +23,6 @@ from fabqual.links.handles import FabricFault, NvmeNamespace
 from fabqual.links.nvme_repair import restore_namespace
 from fabqual.topology.model import DISCOVER, FcNvmeParams, Hba, Node, normalize_wwn
 
-# Connect options: reconnect quickly after a repaired fault, and fail I/O (instead
-# of queueing it for ctrl_loss_tmo) once the path has been gone for a few seconds.
-CTRL_LOSS_TMO = 60
-RECONNECT_DELAY = 2
-FAST_IO_FAIL_TMO = 5
-
 
 @register("fc_nvme")
 class FcNvmeLink:
@@ -87,9 +81,6 @@ class FcNvmeLink:
             traddr=target_port.nvme_traddr,
             host_traddr=host_port.nvme_traddr,
             subsystem_nqn=nqn,
-            ctrl_loss_tmo=CTRL_LOSS_TMO,
-            reconnect_delay=RECONNECT_DELAY,
-            fast_io_fail_tmo=FAST_IO_FAIL_TMO,
         )
         records = nvme.discover(spec)
         if not any(r.subnqn == nqn for r in records):

@@ -15,7 +15,7 @@ import time
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
-from fabqual.drivers.rdma import PortFacts, SoftRoce, netdev_with_address, port_facts, rdma_links
+from fabqual.drivers.rdma import PortFacts, SoftRoce, ensure_address, netdev_with_address, port_facts, rdma_links
 from fabqual.drivers.scratch import ensure_scratch
 from fabqual.drivers.target import Export, export
 from fabqual.errors import DriverError, LabError
@@ -25,9 +25,6 @@ from fabqual.links.handles import FabricFault, NvmeNamespace, RdmaEndpoint, Rdma
 from fabqual.links.nvme_repair import restore_namespace
 from fabqual.topology.model import DISCOVER, NvmetRdmaParams, Rnic
 
-CTRL_LOSS_TMO = 60
-RECONNECT_DELAY = 2
-FAST_IO_FAIL_TMO = 5
 PORT_UP_TIMEOUT = 30.0
 
 
@@ -81,9 +78,6 @@ class NvmetRdmaLink:
             traddr=server.address,
             trsvcid=trsvcid,
             subsystem_nqn=nqn,
-            ctrl_loss_tmo=CTRL_LOSS_TMO,
-            reconnect_delay=RECONNECT_DELAY,
-            fast_io_fail_tmo=FAST_IO_FAIL_TMO,
         )
         records = nvme.discover(spec)
         if not any(r.subnqn == nqn for r in records):
@@ -167,14 +161,7 @@ def endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndpoint:
         raise LabError(
             f"{executor.node}: no interface holds {address} for RNIC {rnic.name}; set netdev: in the topology"
         )
-    if netdev_with_address(executor, address) != netdev:
-        log_step(executor.node, f"add {rnic.address} to {netdev}")
-        executor.run(f"ip addr add {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}", timeout=30)
-        journal.record_command(
-            executor,
-            f"address {rnic.address} on {netdev}",
-            f"ip addr del {shlex.quote(rnic.address)} dev {shlex.quote(netdev)}",
-        )
+    ensure_address(executor, journal, rnic, netdev, address)
     executor.run(f"ip link set dev {shlex.quote(netdev)} up", timeout=30)
     if rnic.emulation == "rxe":
         name = rnic.rdma_device if rnic.rdma_device != DISCOVER else "rxe0"
