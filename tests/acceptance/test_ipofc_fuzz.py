@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from fabqual.drivers import sg_sender
@@ -142,6 +142,7 @@ def test_fuzzed_cdbs_get_the_codecs_answers(link: Link, ip_tunnel: IpTunnel, sen
         max_examples=BATCHES,
         deadline=None,
         database=None,
+        phases=(Phase.explicit, Phase.generate),  # no shrinking: every mismatch of a batch is reported at once
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(st.lists(strategies.cdbs(), min_size=BATCH, max_size=BATCH))

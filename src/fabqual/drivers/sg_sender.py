@@ -57,7 +57,8 @@ class Sender:
         except OSError as error:
             return {"error": os.strerror(error.errno or 0)}
         fields = HDR.unpack(hdr)
-        status, sb_len, host, driver, resid = fields[12], fields[15], fields[16], fields[17], fields[18]
+        # fields: 12 usr_ptr, 13 status, 14 masked_status, 15 msg_status, 16 sb_len_wr, 17 host, 18 driver, 19 resid
+        status, sb_len, host, driver, resid = fields[13], fields[16], fields[17], fields[18], fields[19]
         got = max(0, length - resid) if direction == "r" else 0
         return {
             "status": status,
