@@ -8,7 +8,7 @@ answers for the CDB as the target receives it. Afterwards the tunnel must still
 carry ping: a malformed command may not hurt the link.
 
 Budget: ``ci`` profile 3 batches of 100 CDBs; ``FABQUAL_HYPOTHESIS_PROFILE=lab``
-100 batches of 1000 (100k CDBs).
+400 batches of 250 (100k CDBs).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from fabqual.testing import strategies
 from fabqual.tools.ping import run_ping
 from fabqual.topology.model import Link
 
-BATCH, BATCHES = {"ci": (100, 3), "lab": (1000, 100)}[strategies.PROFILE]
+BATCH, BATCHES = {"ci": (100, 3), "lab": (250, 400)}[strategies.PROFILE]
 DATA_IN_LENGTH = 4096
 MAX_WRITE = 64 * 1024
 REMOTE_SENDER = "/tmp/fabqual-sg-sender.py"
