@@ -117,33 +117,51 @@ class NvmetRdmaLink:
     def _netdev_fault(
         self, client: RdmaEndpoint, nvme: NvmeHost, spec: ConnectSpec, session: LinkSession
     ) -> FabricFault:
-        executor, netdev = client.executor, client.netdev
-        up = f"ip link set dev {shlex.quote(netdev)} up"
+        """Take the host's RDMA path away mid-I/O, and the way to bring it back.
+
+        A real RNIC's netdev is set down. A soft-RoCE device is removed instead:
+        while its netdev is down rxe only drops frames, so I/O then fails only
+        when keep-alive notices (seen: not within 120 s under TCG), and RDMA CM
+        exchanges begun meanwhile stay stuck for minutes after it comes back.
+        Removing the device makes nvme-rdma drop its controller at once.
+        """
+        executor, netdev, device = client.executor, client.netdev, client.device
         host_end = self.link.end("host")
         soft_roce = self.context.topology.node(host_end.node).rnic(host_end.device or "").emulation == "rxe"
+        if soft_roce:
+            add = f"rdma link add {shlex.quote(device)} type rxe netdev {shlex.quote(netdev)}"
+            restore = f"test -e /sys/class/infiniband/{shlex.quote(device)} || {add}"
 
-        def inject() -> None:
-            log_step(executor.node, f"set {netdev} down (fault injection)")
-            self.journal.record_command(executor, f"{netdev} down", up)  # teardown brings it back
-            executor.run(f"ip link set dev {shlex.quote(netdev)} down", timeout=30)
+            def inject() -> None:
+                log_step(executor.node, f"remove soft-RoCE device {device} (fault injection)")
+                self.journal.record_command(executor, f"{device} removed", restore)  # teardown brings it back
+                executor.run(f"rdma link delete {shlex.quote(device)}", timeout=120)
+
+            def bring_back() -> None:
+                log_step(executor.node, f"re-create soft-RoCE device {device} on {netdev}")
+                executor.run(restore, timeout=60)
+
+            description = f"remove the RDMA device {device} of {executor.node}"
+        else:
+            up = f"ip link set dev {shlex.quote(netdev)} up"
+
+            def inject() -> None:
+                log_step(executor.node, f"set {netdev} down (fault injection)")
+                self.journal.record_command(executor, f"{netdev} down", up)  # teardown brings it back
+                executor.run(f"ip link set dev {shlex.quote(netdev)} down", timeout=30)
+
+            def bring_back() -> None:
+                log_step(executor.node, f"set {netdev} up")
+                executor.run(up, timeout=30)
+
+            description = f"set {netdev} on {executor.node} down"
 
         def repair() -> None:
-            log_step(executor.node, f"set {netdev} up")
-            executor.run(up, timeout=30)
-            if soft_roce:
-                # rxe leaves RDMA CM exchanges begun while the netdev was down stuck for minutes
-                # (seen: ~100 s, then -104, and fresh connects stuck too); re-creating the device
-                # makes nvme-rdma drop its controllers at once, and the reconnect starts clean.
-                device, quoted = client.device, shlex.quote(client.device)
-                log_step(executor.node, f"re-create soft-RoCE device {device} on {netdev}")
-                executor.run(
-                    f"rdma link delete {quoted} && rdma link add {quoted} type rxe netdev {shlex.quote(netdev)}",
-                    timeout=120,
-                )
-            wait_port_active(executor, client.device, client.port, client.address)
+            bring_back()
+            wait_port_active(executor, device, client.port, client.address)
             restore_namespace(session, nvme, spec)
 
-        return FabricFault(f"set {netdev} on {executor.node} down", inject, repair)
+        return FabricFault(description, inject, repair)
 
     def down(self) -> None:
         self.journal.undo_all()
