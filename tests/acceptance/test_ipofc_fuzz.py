@@ -141,7 +141,7 @@ def send_batch(ip_tunnel: IpTunnel) -> Iterator[Callable[[list[Case]], list[dict
 @pytest.mark.capability("ip_tunnel")
 def test_fuzzed_cdbs_get_the_codecs_answers(link: Link, ip_tunnel: IpTunnel, send_batch, check_metric) -> None:  # type: ignore[no-untyped-def]
     """Every generated CDB gets the status/sense/data the codec prescribes; then ping still crosses."""
-    counts = {"sent": 0, "skipped": 0}
+    counts = {"sent": 0, "skipped": 0, "batches": 0}
 
     @settings(
         max_examples=BATCHES,
@@ -156,6 +156,9 @@ def test_fuzzed_cdbs_get_the_codecs_answers(link: Link, ip_tunnel: IpTunnel, sen
         counts["skipped"] += len(cdbs) - len(cases)
         answers = send_batch(cases)
         counts["sent"] += len(cases)
+        counts["batches"] += 1
+        if counts["batches"] % 20 == 0:  # progress for long lab runs (visible with -s)
+            print(f"live fuzz: {counts['sent']} CDBs sent and checked, {counts['skipped']} not sent", flush=True)
         problems = [
             f"{c.sent.hex()} (target sees {c.seen.hex()}): {why}"
             for c, a in zip(cases, answers, strict=True)
