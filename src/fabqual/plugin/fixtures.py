@@ -13,6 +13,7 @@ from fabqual.links.base import LinkContext, LinkSession, MissingLink, driver_for
 from fabqual.measure import USER_PROPERTY, Measurement
 from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
 from fabqual.plugin.run import QualificationRun
+from fabqual.report.pytest_report import contribute_inventory
 from fabqual.topology.model import Link, Topology
 
 
@@ -51,8 +52,15 @@ def link(request: pytest.FixtureRequest) -> Link | MissingLink:
 
 
 @pytest.fixture(scope="session")
-def link_session(link: Link | MissingLink, fabqual_run: QualificationRun) -> Iterator[LinkSession]:
-    """The link brought up once for all its tests, and torn down after the last one."""
+def link_session(
+    request: pytest.FixtureRequest, link: Link | MissingLink, fabqual_run: QualificationRun
+) -> Iterator[LinkSession]:
+    """The link brought up once for all its tests, and torn down after the last one.
+
+    What the driver learnt while bringing it up (target backend, WWPNs, GIDs,
+    vCenter and ESXi builds, a simulator's missing calls) goes into the report's
+    inventory, one table per link.
+    """
     if isinstance(link, MissingLink):
         if fabqual_run.strict:
             raise LabError(f"strict run: {link.reason}")
@@ -67,6 +75,9 @@ def link_session(link: Link | MissingLink, fabqual_run: QualificationRun) -> Ite
     except BaseException:
         driver.down()  # remove what a partial bring-up created; the original error propagates
         raise
+    if session.facts:
+        rows = [{"fact": name, "value": value} for name, value in session.facts.items()]
+        contribute_inventory(request.config, f"Link {link.name} ({link.type})", rows)
     try:
         yield session
     finally:
