@@ -238,3 +238,33 @@ def test_link_up_with_a_dying_handler_fails_clearly_and_leaves_nothing(
         driver.down()
     assert_clean(tgt, ini)
     assert not tgt.run(f"ls -d {ipofc.REMOTE_DIR}*", timeout=30, check=False).ok, "runtime files left on tgt"
+
+
+def test_tcm_loop_fallback_link_carries_ping_and_leaves_nothing(guests: tuple[Executor, Executor]) -> None:
+    """carrier: tcm_loop puts target and initiator on one node with the tunnel ends in two network
+    namespaces; ping crosses the tunnel, and down() removes namespaces, LIO objects and files."""
+    import dataclasses
+
+    from fabqual.lab import EmulatedLab
+    from fabqual.links.base import LinkContext, driver_for
+    from fabqual.tools.ping import run_ping
+    from fabqual.topology import load_topology
+    from fabqual.topology.model import IpofcParams
+
+    tgt, ini = guests
+    topology = load_topology(EmulatedLab().topology_path)
+    link = next(link for link in topology.links if link.type == "ipofc")
+    assert isinstance(link.params, IpofcParams)
+    params = dataclasses.replace(link.params, carrier="tcm_loop", tunnel_prefix="10.77.1.0/30")
+    link = dataclasses.replace(link, name="ipofcloop", params=params)
+    driver = driver_for(LinkContext(topology, link, lambda name: {"tgt": tgt, "ini": ini}[name]))
+    try:
+        tunnel = driver.up().ip_tunnel
+        assert tunnel.carrier == "tcm_loop" and tunnel.initiator.netns and tunnel.target.netns
+        result = run_ping(tunnel.initiator.executor, tunnel.target.address, 10, 0.2, 1472)
+        assert result.loss_pct == 0.0, result
+    finally:
+        driver.down()
+    assert_clean(tgt, ini)
+    leftovers = tgt.run("ip netns list; ls -d /var/tmp/fabqual-ipofc-ipofcloop* 2>/dev/null; true", timeout=30).stdout
+    assert not leftovers.strip(), f"left on tgt: {leftovers}"

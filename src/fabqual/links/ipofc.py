@@ -255,9 +255,10 @@ class IpofcLink:
         self.params: IpofcParams = self.link.params
         self.inquiry = StandardInquiry()
         self.processes: list[Process] = []
+        self.remote_dir = f"{REMOTE_DIR}-{self.link.name}"  # per link: two links may share a node
 
     def _namespace(self, executor: Executor, role: str) -> NetnsExecutor:
-        name = NETNS[role]
+        name = f"{NETNS[role]}-{self.link.name}"[:30]
         q = shlex.quote(name)
         log_step(executor.node, f"create network namespace {name}")
         executor.run(f"ip netns del {q} 2>/dev/null; ip netns add {q} && ip -n {q} link set lo up", timeout=30)
@@ -266,7 +267,11 @@ class IpofcLink:
 
     def _start(self, executor: Executor, role: str, command: str) -> Process:
         process = Process(
-            executor, self.journal, f"IPoFC {role} daemon", f"cd {REMOTE_DIR} && {command}", f"{REMOTE_DIR}-{role}.log"
+            executor,
+            self.journal,
+            f"IPoFC {role} daemon",
+            f"cd {self.remote_dir} && {command}",
+            f"{self.remote_dir}-{role}.log",
         )
         self.processes.append(process)
         return process
@@ -305,7 +310,7 @@ class IpofcLink:
                 " use fcoe (software FCoE between nodes) or tcm_loop (one node)"
             )
         for node in {target.node: target, initiator.node: initiator}.values():
-            upload_runtime(node, self.journal, REMOTE_DIR)
+            upload_runtime(node, self.journal, self.remote_dir)
         # TUNs exist (addressed) before the daemons start: they attach and never create their own.
         tuns = [
             TunDevice(target_run, self.journal, TUN_NAMES["target"], address_t, prefix_length),
