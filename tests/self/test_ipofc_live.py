@@ -6,8 +6,8 @@ the same guest by ``tcm_loop``; ``fabqual.ipofc.initiator_daemon`` drives the
 resulting ``/dev/sgN``. Each daemon runs in its own network namespace, so a ping
 between the two TUN ends can only cross the SCSI path. sg3_utils (an independent
 initiator) is checked against the codec. Everything created is removed, also when
-a step fails. The lab is shared: these tests never boot, stop or reboot it, and
-skip when it is not running.
+a step fails. The lab is the session's shared one (tests/self/conftest.py);
+these tests never stop or reboot it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from fabqual.executors.base import Executor
 from fabqual.ipofc import scsi
 from fabqual.ipofc.dispatch import Dispatcher
 from fabqual.tools.ping import parse_ping
+from fabqual.topology import Topology
 
 CONFIGFS = "/sys/kernel/config/target"
 HBA = 9  # user_9: an index no other fabqual driver uses, so a parallel link test is untouched
@@ -117,15 +118,10 @@ def teardown(t: OneGuestTunnel) -> None:
 
 
 @pytest.fixture(scope="module")
-def tunnel() -> Iterator[OneGuestTunnel]:
+def tunnel(topology: Topology) -> Iterator[OneGuestTunnel]:
     from fabqual.executors.ssh import SshExecutor
-    from fabqual.lab import EmulatedLab
-    from fabqual.topology import load_topology
 
-    lab = EmulatedLab()
-    if not lab.is_running():
-        pytest.skip("the emulated lab is not running (`fabqual lab up`); this test uses it, never boots it")
-    node = SshExecutor.for_node(load_topology(lab.topology_path).node("tgt"))
+    node = SshExecutor.for_node(topology.node("tgt"))
     tag = secrets.token_hex(3)
     t = OneGuestTunnel(node, tag, f"/var/tmp/fqlv-{tag}")
     try:
