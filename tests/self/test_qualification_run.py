@@ -23,12 +23,13 @@ from fabqual.topology import Topology
 REPO = Path(__file__).resolve().parents[2]
 
 # One row per link type: a verified write over FC-NVMe and over NVMe/RoCE, RDMA
-# bandwidth across the nvmet_rdma and pvrdma links.
+# bandwidth across the nvmet_rdma and pvrdma links, ping through the IPoFC tunnel.
 SMOKE_ROWS = [
     "tests/acceptance/test_nvme_fio.py::test_fio[tr=fc-rw=randwrite-bs=4k-qd=32]",
     "tests/acceptance/test_nvme_fio.py::test_fio[tr=rdma-rw=randwrite-bs=4k-qd=32]",
     "tests/acceptance/test_rdma_perftest.py::test_bandwidth[tr=rdma-test=ib_write_bw-size=64k]",
     "tests/acceptance/test_rdma_perftest.py::test_bandwidth[tr=pvrdma-test=ib_write_bw-size=64k]",
+    "tests/acceptance/test_ipofc.py::test_ping[mtu=1500-tr=ipofc]",
 ]
 
 # What fabqual creates in the guests and must remove again.
@@ -77,7 +78,7 @@ def test_qualification_rows_pass_report_and_leave_guests_clean(
 
     results = json.loads((tmp_path / "results-latest.json").read_text())
     recorded = json.dumps(results)
-    for link_type in ("fc_nvme", "nvmet_rdma", "pvrdma"):
+    for link_type in ("fc_nvme", "nvmet_rdma", "pvrdma", "ipofc"):
         assert f'"{link_type}"' in recorded, f"no metric recorded for {link_type}"
     html = (tmp_path / "qualification.html").read_text()
     assert "emulated-lab" in html and "Qualification report" in html
