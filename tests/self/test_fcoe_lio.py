@@ -3,7 +3,7 @@
 The lab tests bring software FCoE up between the two emulated-lab guests, export
 a backstore of ``tgt`` through ``tcm_fc`` to ``ini``, drive it with sg3_utils on
 ``ini``, and prove teardown leaves no FCoE controller, LIO target or backstore.
-They use the running lab and skip when it is not up (they never boot or stop it).
+They use the session's shared lab (tests/self/conftest.py) and never stop it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fabqual.drivers.scsi_generic import parse_sg_dd_rate, parse_sg_devices
 from fabqual.errors import DriverError, ParseError
 from fabqual.executors.base import Executor
 from fabqual.links.ipofc import Process, export_over_fcoe, export_over_loop, ramdisk, tunnel_addresses
+from fabqual.topology import Topology
 
 CAPTURES = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "fcoe"  # origin: README.md there
 
@@ -91,15 +92,10 @@ def test_tunnel_addresses() -> None:
 
 
 @pytest.fixture(scope="module")
-def guests() -> Iterator[tuple[Executor, Executor]]:
+def guests(topology: Topology) -> Iterator[tuple[Executor, Executor]]:
+    """The two guests of the session's shared lab (tests/self/conftest.py)."""
     from fabqual.executors.ssh import SshExecutor
-    from fabqual.lab import EmulatedLab
-    from fabqual.topology import load_topology
 
-    lab = EmulatedLab()
-    if not lab.is_running():
-        pytest.skip("the emulated lab is not running (`fabqual lab up`); these tests use it, never boot it")
-    topology = load_topology(lab.topology_path)
     tgt, ini = (SshExecutor.for_node(topology.node(name)) for name in ("tgt", "ini"))
     yield tgt, ini
     tgt.close()
