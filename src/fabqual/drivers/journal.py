@@ -76,6 +76,15 @@ def write(executor: Executor, path: str, value: str, *, timeout: float = 60.0) -
         raise DriverError(f"{executor.node}: the kernel refused {value!r} written to {path}: {why}")
 
 
+def sh(executor: Executor, command: str, *, timeout: float = 60.0) -> str:
+    """Run one configfs/sysfs step; a refusal names the command and the kernel's reason."""
+    result = executor.run(command, timeout=timeout, check=False)
+    if not result.ok:
+        why = (result.stderr or result.stdout).strip() or f"exit {result.exit_status}"
+        raise DriverError(f"{executor.node}: `{command}` failed: {why}")
+    return result.stdout
+
+
 def read(executor: Executor, path: str) -> str:
     return executor.run(f"cat {shlex.quote(path)}", timeout=30).stdout.strip()
 

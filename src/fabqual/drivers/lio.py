@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from fabqual.drivers.fcoe import colon_wwn
-from fabqual.drivers.journal import Journal, exists, modprobe, write
+from fabqual.drivers.journal import Journal, exists, modprobe, sh, write
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
 
@@ -68,21 +68,14 @@ class Lio:
         self.journal = journal
 
     # --- primitives ------------------------------------------------------------------
-    def _sh(self, command: str) -> str:
-        result = self.executor.run(command, timeout=60, check=False)
-        if not result.ok:
-            why = (result.stderr or result.stdout).strip() or f"exit {result.exit_status}"
-            raise DriverError(f"{self.executor.node}: `{command}` failed: {why}")
-        return result.stdout
-
     def _mkdir(self, path: str, what: str) -> None:
         log_step(self.executor.node, f"create {what}")
-        self._sh(f"mkdir {shlex.quote(path)}")
+        sh(self.executor, f"mkdir {shlex.quote(path)}")
         self.journal.record_command(self.executor, what, f"rmdir {shlex.quote(path)}")
 
     def _link(self, source: str, link: str, what: str) -> None:
         log_step(self.executor.node, f"link {what}")
-        self._sh(f"ln -s {shlex.quote(source)} {shlex.quote(link)}")
+        sh(self.executor, f"ln -s {shlex.quote(source)} {shlex.quote(link)}")
         self.journal.record_command(self.executor, what, f"rm {shlex.quote(link)}")
 
     def prepare(self) -> None:
@@ -94,13 +87,13 @@ class Lio:
 
     # --- backstores ------------------------------------------------------------------
     def _free_index(self, plugin: str) -> int:
-        names = self._sh(f"ls {ROOT}/core").split()
+        names = sh(self.executor, f"ls {ROOT}/core").split()
         used = {int(m[1]) for n in names if (m := re.fullmatch(rf"{plugin}_(\d+)", n))}
         return next(i for i in range(0, 1 << 16) if i not in used)
 
     def remove_stale_backstore(self, name: str) -> None:
         """Remove backstores called ``name`` that an interrupted run left (their LUNs first)."""
-        paths = self._sh(f"ls -d {ROOT}/core/*/{shlex.quote(name)} 2>/dev/null; true").split()
+        paths = sh(self.executor, f"ls -d {ROOT}/core/*/{shlex.quote(name)} 2>/dev/null; true").split()
         for path in paths:
             log_step(self.executor.node, f"remove stale backstore {path} left by an earlier run")
             hba = path.rsplit("/", 1)[0]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from fabqual.drivers.journal import Journal, exists, modprobe, write
+from fabqual.drivers.journal import Journal, exists, modprobe, sh, write
 from fabqual.errors import DriverError
 from fabqual.executors.base import Executor, log_step
 
@@ -55,12 +55,6 @@ class NvmetTarget:
         self.journal = journal
         self.scratch_paths = scratch_paths
 
-    def _sh(self, command: str) -> None:
-        result = self.executor.run(command, timeout=60, check=False)
-        if not result.ok:
-            why = (result.stderr or result.stdout).strip() or f"exit {result.exit_status}"
-            raise DriverError(f"{self.executor.node}: `{command}` failed: {why}")
-
     def prepare(self, trtype: str) -> None:
         if trtype not in TRANSPORTS:
             raise DriverError(f"nvmet transport {trtype!r} is not one of {', '.join(TRANSPORTS)}")
@@ -93,16 +87,16 @@ class NvmetTarget:
     def create_subsystem(self, nqn: str, *, allow_any_host: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
         sub = f"{ROOT}/subsystems/{nqn}"
         log_step(self.executor.node, f"create nvmet subsystem {nqn}")
-        self._sh(f"mkdir {shlex.quote(sub)}")
+        sh(self.executor, f"mkdir {shlex.quote(sub)}")
         self.journal.record_command(self.executor, f"nvmet subsystem {nqn}", f"rmdir {shlex.quote(sub)}")
         write(self.executor, f"{sub}/attr_allow_any_host", "1" if allow_any_host else "0")
         for hostnqn in allowed_hosts:
             host = f"{ROOT}/hosts/{hostnqn}"
             if not exists(self.executor, host):
-                self._sh(f"mkdir {shlex.quote(host)}")
+                sh(self.executor, f"mkdir {shlex.quote(host)}")
                 self.journal.record_command(self.executor, f"nvmet host {hostnqn}", f"rmdir {shlex.quote(host)}")
             link = f"{sub}/allowed_hosts/{hostnqn}"
-            self._sh(f"ln -s {shlex.quote(host)} {shlex.quote(link)}")
+            sh(self.executor, f"ln -s {shlex.quote(host)} {shlex.quote(link)}")
             self.journal.record_command(self.executor, f"allowed host {hostnqn} of {nqn}", f"rm {shlex.quote(link)}")
 
     def add_namespace(self, nqn: str, nsid: int, device_path: str) -> None:
@@ -115,7 +109,7 @@ class NvmetTarget:
             )
         ns = f"{ROOT}/subsystems/{nqn}/namespaces/{nsid}"
         log_step(self.executor.node, f"export {device_path} as namespace {nsid} of {nqn}")
-        self._sh(f"mkdir {shlex.quote(ns)}")
+        sh(self.executor, f"mkdir {shlex.quote(ns)}")
         self.journal.record_command(self.executor, f"namespace {nsid} of {nqn}", f"rmdir {shlex.quote(ns)}")
         write(self.executor, f"{ns}/device_path", device_path)
         write(self.executor, f"{ns}/enable", "1")
@@ -130,7 +124,7 @@ class NvmetTarget:
         port_id = str(next(i for i in range(1, 65536) if i not in used))
         port = f"{ROOT}/ports/{port_id}"
         log_step(self.executor.node, f"create nvmet port {port_id} {address.trtype} {address.traddr} {address.trsvcid}")
-        self._sh(f"mkdir {port}")
+        sh(self.executor, f"mkdir {port}")
         self.journal.record_command(self.executor, f"nvmet port {port_id}", f"rmdir {port}")
         write(self.executor, f"{port}/addr_trtype", address.trtype)
         if address.adrfam:
@@ -144,7 +138,7 @@ class NvmetTarget:
         """Expose the subsystem on the port; the kernel starts listening here."""
         link = f"{ROOT}/ports/{port_id}/subsystems/{nqn}"
         log_step(self.executor.node, f"expose {nqn} on nvmet port {port_id}")
-        self._sh(f"ln -s {shlex.quote(f'{ROOT}/subsystems/{nqn}')} {shlex.quote(link)}")
+        sh(self.executor, f"ln -s {shlex.quote(f'{ROOT}/subsystems/{nqn}')} {shlex.quote(link)}")
         self.journal.record_command(self.executor, f"link of {nqn} to port {port_id}", f"rm {shlex.quote(link)}")
 
 
