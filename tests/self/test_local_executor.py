@@ -10,19 +10,7 @@ import pytest
 
 from fabqual.errors import CommandError, CommandTimeoutError
 from fabqual.executors import Executor, LocalExecutor
-
-
-def processes_with(marker: str) -> list[int]:
-    """PIDs on this machine whose command line contains ``marker``."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in text and int(cmdline.parent.name) != os.getpid():
-            found.append(int(cmdline.parent.name))
-    return found
+from tests.self.test_ssh_executor import processes_with
 
 
 def test_local_executor_satisfies_the_executor_protocol() -> None:
