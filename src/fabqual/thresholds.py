@@ -1,6 +1,7 @@
 """Thresholds as data: versioned YAML profiles, looked up per link type, metric and context.
 
-A profile file (``topologies/thresholds/<profile>.yaml``)::
+A profile file (``src/fabqual/data/thresholds/<profile>.yaml``, linked from
+``topologies/thresholds/`` in a checkout; or any YAML file given by path)::
 
     version: 1
     profile: hardware
@@ -157,14 +158,22 @@ def _norm(value: Any) -> str:
 
 
 def load_thresholds(profile: str, directory: Path | None = None) -> Thresholds:
-    """Load ``<directory>/<profile>.yaml`` (default: the repository's topologies/thresholds/)."""
-    folder = directory if directory is not None else default_directory()
-    path = folder / f"{profile}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-        raise TopologyError(
-            str(path), "", f"no thresholds profile {profile!r}; available: {', '.join(known) or 'none'}"
-        )
+    """Load a profile: ``<directory>/<profile>.yaml`` (default: the profiles shipped with fabqual),
+    or ``profile`` itself when it is the path of a YAML file (a rack's own thresholds)."""
+    own = Path(profile).expanduser()
+    if directory is None and own.suffix in (".yaml", ".yml") and own.is_file():
+        path = own
+    else:
+        folder = directory if directory is not None else default_directory()
+        path = folder / f"{profile}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+            raise TopologyError(
+                str(path),
+                "",
+                f"no thresholds profile {profile!r}; available: {', '.join(known) or 'none'},"
+                " or the path of a YAML file",
+            )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -175,10 +184,7 @@ def load_thresholds(profile: str, directory: Path | None = None) -> Thresholds:
 
 
 def default_directory() -> Path:
-    """topologies/thresholds/ of the checkout, else the copy shipped in the package."""
-    checkout = Path(__file__).resolve().parents[2] / "topologies" / "thresholds"
-    if checkout.is_dir():
-        return checkout
+    """The profiles shipped in the package (``topologies/thresholds`` in a checkout links here)."""
     return Path(str(resources.files("fabqual") / "data" / "thresholds"))
 
 

@@ -4,7 +4,10 @@ at load naming the file and key, and the sysfs line-rate parsers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,8 +63,39 @@ def test_shipped_profiles_cover_every_metric_of_every_link(profile: str) -> None
     assert checked > 100
 
 
-def test_default_directory_is_the_repositorys() -> None:
-    assert default_directory() == Path(__file__).resolve().parents[2] / "topologies" / "thresholds"
+def test_shipped_profiles_are_package_data_and_the_checkout_links_them() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    assert default_directory() == repo / "src" / "fabqual" / "data" / "thresholds"
+    assert (repo / "topologies" / "thresholds").resolve() == default_directory()
+    assert {p.stem for p in default_directory().glob("*.yaml")} >= {"emulated", "hardware"}
+
+
+def test_the_wheel_ships_the_profiles(tmp_path: Path) -> None:
+    """Installed elsewhere as a plugin, fabqual still finds its profiles: they are in the wheel."""
+    repo = Path(__file__).resolve().parents[2]
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("fabqual-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"fabqual/data/thresholds/emulated.yaml", "fabqual/data/thresholds/hardware.yaml"} <= names
+
+
+def test_a_profile_may_be_a_file_of_the_racks_own(tmp_path: Path) -> None:
+    own = tmp_path / "our-rack.yaml"
+    own.write_text(
+        (default_directory() / "hardware.yaml").read_text().replace("profile: hardware", "profile: our-rack")
+    )
+    assert load_thresholds(str(own)).bound("fc_nvme", "iops", {"rw": "read", "bs": "4k", "qd": "32"})
+    with pytest.raises(
+        TopologyError, match=r"no thresholds profile 'nonesuch'; available: emulated, hardware, or the path"
+    ):
+        load_thresholds("nonesuch")
 
 
 def test_emulated_numbers_follow_the_measurements() -> None:
