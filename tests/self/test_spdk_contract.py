@@ -146,6 +146,31 @@ def test_teardown_deletes_in_reverse_with_spdk_shapes() -> None:
         assert_same_request(ours, theirs)
 
 
+def test_a_path_taken_away_and_given_back_uses_spdk_shapes_and_teardown_skips_a_gone_one() -> None:
+    """remove/re-add listener as rpc.py sends them; a listener still removed at teardown is not removed twice."""
+    recorder = Recorder()
+    spdk, journal = target(recorder)
+    first, second = Listener("RDMA", "192.168.77.1", "4420", "IPv4"), Listener("RDMA", "192.168.77.1", "4421", "IPv4")
+    spdk.create_subsystem(NQN, allow_any_host=True)
+    spdk.add_listener(NQN, first)
+    spdk.add_listener(NQN, second)
+    recorder.requests.clear()
+    spdk.remove_listener(NQN, first)
+    spdk.readd_listener(NQN, first)
+    spdk.remove_listener(NQN, second)  # left gone, as after an interrupted fault test
+    journal.undo_all()
+    expected = [
+        rpc_py("nvmf_subsystem_remove_listener", NQN, "-t", "RDMA", "-a", "192.168.77.1", "-s", "4420", "-f", "IPv4"),
+        rpc_py("nvmf_subsystem_add_listener", NQN, "-t", "RDMA", "-a", "192.168.77.1", "-s", "4420", "-f", "IPv4"),
+        rpc_py("nvmf_subsystem_remove_listener", NQN, "-t", "RDMA", "-a", "192.168.77.1", "-s", "4421", "-f", "IPv4"),
+        rpc_py("nvmf_subsystem_remove_listener", NQN, "-t", "RDMA", "-a", "192.168.77.1", "-s", "4420", "-f", "IPv4"),
+        rpc_py("nvmf_delete_subsystem", NQN),
+    ]
+    assert len(recorder.requests) == len(expected)
+    for ours, theirs in zip(recorder.requests, expected, strict=True):
+        assert_same_request(ours, theirs)
+
+
 def test_existing_transport_is_not_created_again() -> None:
     recorder = Recorder({"nvmf_get_transports": [{"trtype": "RDMA", "max_queue_depth": 128}]})
     spdk, _ = target(recorder)

@@ -203,3 +203,54 @@ def test_wwns_normalize_to_the_sysfs_form() -> None:
     """Both spellings of a WWN compare equal to what /sys/class/fc_host prints."""
     assert normalize_wwn("21:00:00:24:FF:7F:AA:01") == "0x21000024ff7faa01"
     assert normalize_wwn("0x21000024ff7faa01") == "0x21000024ff7faa01"
+
+
+def with_rdma_link(extra_paths: list[dict[str, Any]]) -> str:
+    """VALID plus an RNIC on each node and an nvmet_rdma link with these extra paths."""
+    data = copy.deepcopy(VALID)
+    for node, address in zip(data["nodes"], ("10.9.0.1/24", "10.9.0.2/24"), strict=True):
+        node["roles"].append("rdma_endpoint")
+        node["rnics"] = [{"name": "p0", "address": address}, {"name": "p1", "address": address.replace(".9.", ".8.")}]
+    data["links"].append(
+        {
+            "name": "roce0",
+            "type": "nvmet_rdma",
+            "target": {"node": "tgt", "device": "p0"},
+            "host": {"node": "ini", "device": "p0"},
+            "namespaces": ["scratch0"],
+            "extra_paths": extra_paths,
+        }
+    )
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def test_multipath_extra_paths_load_with_defaults() -> None:
+    text = with_rdma_link([{"trsvcid": 4421}, {"target": "p1", "host": "p1"}])
+    link = parse_topology(text, "mp.yaml").links[-1]
+    paths = link.params.extra_paths  # type: ignore[union-attr]
+    assert [(p.target, p.host, p.trsvcid) for p in paths] == [(None, None, 4421), ("p1", "p1", 4421)]
+
+
+@pytest.mark.parametrize(
+    "extra_paths,expected",
+    [
+        (
+            [{"target": "p7"}],
+            "mp.yaml: links.roce0.extra_paths[0].target: node 'tgt' has no RNIC named 'p7' (it has: p0, p1)",
+        ),
+        (
+            [{"trsvcid": 4420}],
+            "mp.yaml: links.roce0.extra_paths[0]: RNIC 'p0' port 4420 is already the link's own path;"
+            " give each path its own trsvcid or RNIC",
+        ),
+        (
+            [{"host": "p1"}, {"host": "p0"}],
+            "mp.yaml: links.roce0.extra_paths[1]: RNIC 'p0' port 4421 is already extra_paths[0];",
+        ),
+        ([{"trsvcid": 0}], "mp.yaml: links.roce0.extra_paths[0].trsvcid: a TCP port is between 1 and 65535 (got 0)"),
+    ],
+)
+def test_bad_extra_path_gives_one_clear_line(extra_paths: list[dict[str, Any]], expected: str) -> None:
+    with pytest.raises(TopologyError) as caught:
+        parse_topology(with_rdma_link(extra_paths), "mp.yaml")
+    assert str(caught.value).startswith(expected)

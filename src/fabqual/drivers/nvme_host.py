@@ -234,7 +234,7 @@ class NvmeHost:
         )
         return self._connect(spec)
 
-    def ensure_live(self, spec: ConnectSpec, *, grace: float) -> tuple[str, ...]:
+    def ensure_live(self, specs: tuple[ConnectSpec, ...], *, grace: float) -> tuple[str, ...]:
         """The subsystem's controllers once live; reconnected if they are not live within ``grace`` seconds.
 
         After a fabric fault is repaired the kernel reconnects on its own every
@@ -246,12 +246,16 @@ class NvmeHost:
         after its reconnect attempt in flight gives up, and an RDMA CM exchange
         that started while the port came back was seen to need ~100 s for that.
         """
+        nqn = specs[0].subsystem_nqn
         try:
-            return tuple(sorted(self._wait_live(spec.subsystem_nqn, grace)))
+            live = self._wait_live(nqn, grace)
+            if len(live) >= len(specs):
+                return tuple(sorted(live))
+            log_step(self.executor.node, f"{len(live)} of {len(specs)} paths of {nqn} came back")
         except DriverError as error:
             log_step(self.executor.node, f"{error}; disconnect and connect again")
-        self.disconnect(spec.subsystem_nqn, timeout=STUCK_DELETE_TIMEOUT)
-        return self._connect(spec)
+        self.disconnect(nqn, timeout=STUCK_DELETE_TIMEOUT)
+        return tuple(sorted(c for spec in specs for c in self._connect(spec)))
 
     def _connect(self, spec: ConnectSpec) -> tuple[str, ...]:
         before = self._controllers(spec.subsystem_nqn)

@@ -136,10 +136,24 @@ class NvmetTarget:
 
     def link_port(self, port_id: str, nqn: str) -> None:
         """Expose the subsystem on the port; the kernel starts listening here."""
-        link = f"{ROOT}/ports/{port_id}/subsystems/{nqn}"
+        self.relink_port(port_id, nqn)
+        # -f: a path a fault test took away (unlink_port) may still be gone at teardown.
+        link = shlex.quote(self._port_link(port_id, nqn))
+        self.journal.record_command(self.executor, f"link of {nqn} to port {port_id}", f"rm -f {link}")
+
+    def unlink_port(self, port_id: str, nqn: str) -> None:
+        """Stop exposing the subsystem on the port: the kernel drops that port's controllers (one path gone)."""
+        log_step(self.executor.node, f"stop exposing {nqn} on nvmet port {port_id}")
+        sh(self.executor, f"rm {shlex.quote(self._port_link(port_id, nqn))}")
+
+    def relink_port(self, port_id: str, nqn: str) -> None:
         log_step(self.executor.node, f"expose {nqn} on nvmet port {port_id}")
-        sh(self.executor, f"ln -s {shlex.quote(f'{ROOT}/subsystems/{nqn}')} {shlex.quote(link)}")
-        self.journal.record_command(self.executor, f"link of {nqn} to port {port_id}", f"rm {shlex.quote(link)}")
+        target = shlex.quote(f"{ROOT}/subsystems/{nqn}")
+        sh(self.executor, f"ln -s {target} {shlex.quote(self._port_link(port_id, nqn))}")
+
+    @staticmethod
+    def _port_link(port_id: str, nqn: str) -> str:
+        return f"{ROOT}/ports/{port_id}/subsystems/{nqn}"
 
 
 def nvmet_state(executor: Executor) -> dict[str, list[str]]:

@@ -151,6 +151,7 @@ class SpdkTarget:
         self.journal = journal
         self.node = node
         self.scratch_paths = scratch_paths
+        self._stopped: set[tuple[str, Listener]] = set()  # listeners removed by remove_listener
 
     def _call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         return self.client.call(method, params)
@@ -212,7 +213,21 @@ class SpdkTarget:
         return assigned
 
     def add_listener(self, nqn: str, listener: Listener) -> None:
+        self.readd_listener(nqn, listener)
+
+        def undo() -> None:
+            if (nqn, listener) not in self._stopped:  # a path a fault test took away may still be gone
+                self._call("nvmf_subsystem_remove_listener", {"nqn": nqn, "listen_address": listener.params()})
+
+        self.journal.record(self.node, f"SPDK listener {listener.traddr} of {nqn}", undo)
+
+    def remove_listener(self, nqn: str, listener: Listener) -> None:
+        """Stop listening on one address (one path taken away); :meth:`readd_listener` gives it back."""
+        log_step(self.node, f"SPDK stop listening for {nqn} on {listener.traddr} {listener.trsvcid}")
+        self._call("nvmf_subsystem_remove_listener", {"nqn": nqn, "listen_address": listener.params()})
+        self._stopped.add((nqn, listener))
+
+    def readd_listener(self, nqn: str, listener: Listener) -> None:
         log_step(self.node, f"SPDK listen {nqn} on {listener.trtype} {listener.traddr} {listener.trsvcid}")
-        params = {"nqn": nqn, "listen_address": listener.params()}
-        self._call("nvmf_subsystem_add_listener", params)
-        self._undo(f"SPDK listener {listener.traddr} of {nqn}", "nvmf_subsystem_remove_listener", params)
+        self._call("nvmf_subsystem_add_listener", {"nqn": nqn, "listen_address": listener.params()})
+        self._stopped.discard((nqn, listener))

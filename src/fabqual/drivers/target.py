@@ -1,13 +1,15 @@
 """The NVMe-oF target backend a node's topology entry names, behind one small interface.
 
 A link driver says *what* to export (subsystem, scratch devices, one listen
-address); this picks kernel nvmet or SPDK from ``node.nvme_target.backend`` and
+address per path); this picks kernel nvmet or SPDK from ``node.nvme_target.backend`` and
 journals every step, so teardown is the same for both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvmet import NvmetTarget, PortAddress
@@ -20,17 +22,32 @@ SPDK_ADRFAM = {"rdma": "IPv4", "tcp": "IPv4", "fc": "FC"}
 
 @dataclass(frozen=True)
 class Export:
-    """What to export: a subsystem with these scratch devices, listening on one address."""
+    """What to export: a subsystem with these scratch devices, listening on each address (one per path)."""
 
     nqn: str
     device_paths: tuple[str, ...]
-    address: PortAddress
+    addresses: tuple[PortAddress, ...]
     allow_any_host: bool
     allowed_hosts: tuple[str, ...] = ()
 
 
-def export(node: Node, executor: Executor, journal: Journal, what: Export) -> str:
-    """Export ``what`` on ``node``; returns the backend name (kernel or spdk)."""
+@dataclass(frozen=True)
+class PortSwitch:
+    """Stop and resume exporting the subsystem on one address: one path taken away and given back."""
+
+    address: PortAddress
+    stop: Callable[[], None] = field(repr=False)
+    resume: Callable[[], None] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Exported:
+    backend: str  # kernel or spdk
+    ports: tuple[PortSwitch, ...]  # in the order of Export.addresses
+
+
+def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Exported:
+    """Export ``what`` on ``node``, journaled; returns the backend and a switch per address."""
     scratch = tuple(device.path for device in node.scratch_devices)
     backend = node.nvme_target.backend if node.nvme_target else "kernel"
     if backend == "spdk":
@@ -38,23 +55,40 @@ def export(node: Node, executor: Executor, journal: Journal, what: Export) -> st
         spdk = SpdkTarget(
             NodeRpcClient(executor, node.nvme_target.rpc_socket), journal, node.name, scratch_paths=scratch
         )
-        spdk.ensure_transport(what.address.trtype)
+        for trtype in dict.fromkeys(a.trtype for a in what.addresses):
+            spdk.ensure_transport(trtype)
         spdk.create_subsystem(what.nqn, allow_any_host=what.allow_any_host)
         for hostnqn in what.allowed_hosts:
             spdk.add_host(what.nqn, hostnqn)
         for index, path in enumerate(what.device_paths, start=1):
             bdev = spdk.create_aio_bdev(f"fabqual_{path.rsplit('/', 1)[-1]}", path)
             spdk.add_namespace(what.nqn, bdev, nsid=index)
-        spdk.add_listener(
-            what.nqn,
-            Listener(what.address.trtype, what.address.traddr, what.address.trsvcid, SPDK_ADRFAM[what.address.trtype]),
-        )
-        return backend
+        switches = []
+        for address in what.addresses:
+            listener = Listener(address.trtype, address.traddr, address.trsvcid, SPDK_ADRFAM[address.trtype])
+            spdk.add_listener(what.nqn, listener)
+            switches.append(
+                PortSwitch(
+                    address,
+                    partial(spdk.remove_listener, what.nqn, listener),
+                    partial(spdk.readd_listener, what.nqn, listener),
+                )
+            )
+        return Exported(backend, tuple(switches))
     kernel = NvmetTarget(executor, journal, scratch_paths=scratch)
-    kernel.prepare(what.address.trtype)
+    for trtype in dict.fromkeys(a.trtype for a in what.addresses):
+        kernel.prepare(trtype)
     kernel.remove_stale(what.nqn)
     kernel.create_subsystem(what.nqn, allow_any_host=what.allow_any_host, allowed_hosts=what.allowed_hosts)
     for index, path in enumerate(what.device_paths, start=1):
         kernel.add_namespace(what.nqn, index, path)
-    kernel.link_port(kernel.create_port(what.address), what.nqn)
-    return "kernel"
+    switches = []
+    for address in what.addresses:
+        port_id = kernel.create_port(address)
+        kernel.link_port(port_id, what.nqn)
+        switches.append(
+            PortSwitch(
+                address, partial(kernel.unlink_port, port_id, what.nqn), partial(kernel.relink_port, port_id, what.nqn)
+            )
+        )
+    return Exported("kernel", tuple(switches))

@@ -97,6 +97,8 @@ def lab_topology(ssh_ports: dict[str, int], key_file: Path, known_hosts: Path) -
                 "target": {"node": "tgt", "device": "rnic0"},
                 "host": {"node": "ini", "device": "rnic0"},
                 "namespaces": ["nullb1"],
+                # A second target port over the same soft-RoCE devices: native NVMe multipath.
+                "extra_paths": [{"trsvcid": 4421}],
             },
             {
                 "name": "ipofc0",

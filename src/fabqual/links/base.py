@@ -20,10 +20,20 @@ from fabqual.topology.model import Link, Topology
 # capability; the topology decides which links (and so which backends) serve it.
 CAPABILITIES: dict[str, tuple[str, ...]] = {
     "fc_nvme": ("nvme_namespace",),
-    "nvmet_rdma": ("nvme_namespace", "rdma_pair"),
+    "nvmet_rdma": ("nvme_namespace", "rdma_pair", "nvme_multipath"),
     "pvrdma": ("rdma_pair",),
     "ipofc": ("ip_tunnel",),
 }
+
+
+def offers(link: Link, capability: str) -> bool:
+    """Whether ``link`` offers ``capability``: by its type, and multipath only with extra paths declared."""
+    if capability not in CAPABILITIES[link.type]:
+        return False
+    if capability == "nvme_multipath":
+        return bool(getattr(link.params, "extra_paths", ()))
+    return True
+
 
 # Short transport names used in test ids: tr=fc-rw=randread-bs=4k-qd=32.
 SHORT_NAMES: dict[str, str] = {"fc_nvme": "fc", "nvmet_rdma": "rdma", "pvrdma": "pvrdma", "ipofc": "ipofc"}

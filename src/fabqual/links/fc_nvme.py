@@ -71,11 +71,11 @@ class FcNvmeLink:
             Export(
                 nqn=nqn,
                 device_paths=devices,
-                address=PortAddress("fc", target_port.nvme_traddr),
+                addresses=(PortAddress("fc", target_port.nvme_traddr),),
                 allow_any_host=self.link.emulated,
                 allowed_hosts=() if self.link.emulated else (hostnqn,),
             ),
-        )
+        ).backend
         spec = ConnectSpec(
             trtype="fc",
             traddr=target_port.nvme_traddr,
@@ -96,7 +96,7 @@ class FcNvmeLink:
 
             def repair() -> None:
                 live_fabric.add_remote_port()
-                restore_namespace(session, nvme, spec)
+                restore_namespace(session, nvme, (spec,))
 
             fault = FabricFault(
                 f"delete the fcloop remote port {TARGET_PORT.wwpn}", live_fabric.delete_remote_port, repair

@@ -26,6 +26,8 @@ class FabricFault:
     description: str
     inject: Callable[[], None] = field(repr=False)
     repair: Callable[[], None] = field(repr=False)
+    # For a single path of a multipath namespace: its address as nvme-cli shows it ("traddr=…,trsvcid=…").
+    path_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class NvmeNamespace:
     size_bytes: int = 0
     target_node: str = ""
     fault: FabricFault | None = None
+    # One per path with native multipath (in connect order): each takes only that path away.
+    path_faults: tuple[FabricFault, ...] = ()
     facts: dict[str, str] = field(default_factory=dict, compare=False)
 
 

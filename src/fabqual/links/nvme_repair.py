@@ -18,18 +18,20 @@ from fabqual.links.base import LinkSession
 RELIVE_GRACE = 10.0
 
 
-def restore_namespace(session: LinkSession, nvme: NvmeHost, spec: ConnectSpec) -> None:
+def restore_namespace(session: LinkSession, nvme: NvmeHost, specs: tuple[ConnectSpec, ...]) -> None:
     """Make the session's namespace usable again after a repaired fault, for every later test.
 
     The controllers get :data:`RELIVE_GRACE` to come back by themselves, else
-    they are reconnected; the namespace's block device is looked up again (a
-    fresh controller may bring a new name) and the session's handle replaced.
+    they are reconnected on every path of ``specs``; the namespace's block
+    device is looked up again (a fresh controller may bring a new name) and the
+    session's handle replaced.
     """
     old = session.nvme_namespace
-    controllers = nvme.ensure_live(spec, grace=RELIVE_GRACE)
-    device = nvme.namespace_device(spec.subsystem_nqn)
+    controllers = nvme.ensure_live(specs, grace=RELIVE_GRACE)
+    nqn = specs[0].subsystem_nqn
+    device = nvme.namespace_device(nqn)
     if device.path != old.device:
-        log_step(nvme.executor.node, f"namespace of {spec.subsystem_nqn} is now {device.path} (was {old.device})")
+        log_step(nvme.executor.node, f"namespace of {nqn} is now {device.path} (was {old.device})")
     session.nvme_namespace = replace(
         old, device=device.path, controllers=controllers, size_bytes=device.size_bytes or old.size_bytes
     )

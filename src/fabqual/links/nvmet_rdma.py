@@ -4,7 +4,10 @@ Composition: scratch devices on the target node → on each end the RNIC's
 netdev and address, an rxe device in the emulated lab, the port checked
 PORT_ACTIVE and its RoCE v2 GID chosen by type → a target (kernel nvmet-rdma
 or SPDK) listening on the target's address → nvme-cli connecting from the host.
-The link offers both ``nvme_namespace`` and ``rdma_pair``.
+With ``extra_paths`` the subsystem listens on one more port per path and the
+host connects each: native NVMe multipath, one namespace head over all paths.
+The link offers ``nvme_namespace`` and ``rdma_pair``, and ``nvme_multipath``
+when it has extra paths.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
 from fabqual.drivers.rdma import PortFacts, SoftRoce, ensure_address, netdev_with_address, port_facts, rdma_links
 from fabqual.drivers.scratch import ensure_scratch
-from fabqual.drivers.target import Export, export
+from fabqual.drivers.target import Export, PortSwitch, export
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
 from fabqual.links.base import LinkContext, LinkSession, register
@@ -26,6 +29,8 @@ from fabqual.links.nvme_repair import restore_namespace
 from fabqual.topology.model import DISCOVER, NvmetRdmaParams, Rnic
 
 PORT_UP_TIMEOUT = 30.0
+# A path given back reconnects within the host's reconnect_delay (2 s) once the port exports again.
+PATH_BACK_TIMEOUT = 60.0
 
 
 @register("nvmet_rdma")
@@ -37,15 +42,24 @@ class NvmetRdmaLink:
         if not isinstance(self.link.params, NvmetRdmaParams):
             raise DriverError(f"link {self.link.name}: nvmet_rdma link without nvmet_rdma params")
         self.params: NvmetRdmaParams = self.link.params
+        self._endpoints: dict[tuple[str, str], RdmaEndpoint] = {}
 
-    def _endpoint(self, role: str) -> RdmaEndpoint:
-        end = self.link.end(role)
-        node = self.context.topology.node(end.node)
-        if end.device is None:
+    def _endpoint(self, role: str, device: str | None) -> RdmaEndpoint:
+        """The RDMA end on ``device`` (an RNIC of the role's node), set up once however many paths use it."""
+        node = self.context.topology.node(self.link.end(role).node)
+        if device is None:
             raise DriverError(f"link {self.link.name}: the {role} end names no RNIC (device:)")
-        rnic = node.rnic(end.device)
-        executor = self.context.executor(node.name)
-        return endpoint(executor, rnic, self.journal)
+        if (role, device) not in self._endpoints:
+            executor = self.context.executor(node.name)
+            self._endpoints[(role, device)] = endpoint(executor, node.rnic(device), self.journal)
+        return self._endpoints[(role, device)]
+
+    def _paths(self) -> list[tuple[RdmaEndpoint, RdmaEndpoint, int]]:
+        """(server, client, trsvcid) of the link's own path, then of each extra path."""
+        own_target, own_host = self.link.end("target").device, self.link.end("host").device
+        wanted = [(own_target, own_host, self.params.trsvcid)]
+        wanted += [(p.target or own_target, p.host or own_host, p.trsvcid) for p in self.params.extra_paths]
+        return [(self._endpoint("target", t), self._endpoint("host", h), port) for t, h, port in wanted]
 
     def up(self) -> LinkSession:
         target_end = self.link.end("target")
@@ -55,48 +69,57 @@ class NvmetRdmaLink:
             ensure_scratch(target, self.journal, target_node.scratch(name)) for name in self.params.namespaces
         )
 
-        server = self._endpoint("target")
-        client = self._endpoint("host")
+        paths = self._paths()
+        server, client, _ = paths[0]
+        multipath = len(paths) > 1
         nvme = NvmeHost(client.executor, self.journal)
         hostnqn = nvme.hostnqn()
         nqn = self.params.subsystem_nqn
-        trsvcid = str(self.params.trsvcid)
-        backend = export(
+        exported = export(
             target_node,
             target,
             self.journal,
             Export(
                 nqn=nqn,
                 device_paths=devices,
-                address=PortAddress("rdma", server.address, trsvcid),
+                addresses=tuple(PortAddress("rdma", s.address, str(port)) for s, _, port in paths),
                 allow_any_host=self.link.emulated,
                 allowed_hosts=() if self.link.emulated else (hostnqn,),
             ),
         )
-        spec = ConnectSpec(
-            trtype="rdma",
-            traddr=server.address,
-            trsvcid=trsvcid,
-            subsystem_nqn=nqn,
-        )
-        records = nvme.discover(spec)
-        if not any(r.subnqn == nqn for r in records):
-            offered = ", ".join(r.subnqn for r in records) or "nothing"
-            raise DriverError(
-                f"link {self.link.name}: discovery at {server.address}:{trsvcid} offers {offered}, not {nqn}"
+        specs = tuple(
+            ConnectSpec(
+                trtype="rdma",
+                traddr=s.address,
+                trsvcid=str(port),
+                # With several paths each leaves from its own host port.
+                host_traddr=c.address if multipath else "",
+                subsystem_nqn=nqn,
             )
-        controllers = nvme.connect(spec)
+            for s, c, port in paths
+        )
+        for spec in specs:
+            records = nvme.discover(spec)
+            if not any(r.subnqn == nqn for r in records):
+                offered = ", ".join(r.subnqn for r in records) or "nothing"
+                raise DriverError(
+                    f"link {self.link.name}: discovery at {spec.traddr}:{spec.trsvcid} offers {offered}, not {nqn}"
+                )
+        controllers = tuple(c for spec in specs for c in nvme.connect(spec))
         device = nvme.namespace_device(nqn)
 
         session = LinkSession(self.link, facts={})
-        fault = self._netdev_fault(client, nvme, spec, session)
+        fault = self._netdev_fault(client, nvme, specs, session)
+        path_faults = tuple(path_fault(switch, nvme, nqn, len(specs)) for switch in exported.ports) if multipath else ()
         facts = {
-            "target_backend": backend,
+            "target_backend": exported.backend,
             "server": f"{server.node}:{server.device}/{server.port} gid {server.gid_index} {server.address}",
             "client": f"{client.node}:{client.device}/{client.port} gid {client.gid_index} {client.address}",
             "hostnqn": hostnqn,
             "active_mtu": str(server.active_mtu),
         }
+        if multipath:
+            facts["paths"] = ", ".join(f"{s.address}:{port} from {c.address}" for s, c, port in paths)
         session.facts = facts
         session.nvme_namespace = NvmeNamespace(
             link=self.link,
@@ -109,13 +132,14 @@ class NvmetRdmaLink:
             size_bytes=device.size_bytes or 0,
             target_node=target_node.name,
             fault=fault,
+            path_faults=path_faults,
             facts=facts,
         )
         session.rdma_pair = RdmaPair(self.link, server, client)
         return session
 
     def _netdev_fault(
-        self, client: RdmaEndpoint, nvme: NvmeHost, spec: ConnectSpec, session: LinkSession
+        self, client: RdmaEndpoint, nvme: NvmeHost, specs: tuple[ConnectSpec, ...], session: LinkSession
     ) -> FabricFault:
         """Take the host's RDMA path away mid-I/O, and the way to bring it back.
 
@@ -159,12 +183,34 @@ class NvmetRdmaLink:
         def repair() -> None:
             bring_back()
             wait_port_active(executor, device, client.port, client.address)
-            restore_namespace(session, nvme, spec)
+            restore_namespace(session, nvme, specs)
 
         return FabricFault(description, inject, repair)
 
     def down(self) -> None:
         self.journal.undo_all()
+
+
+def path_fault(switch: PortSwitch, nvme: NvmeHost, nqn: str, paths: int) -> FabricFault:
+    """Take one path away at the target (its port stops exporting the subsystem), and give it back.
+
+    The host's controller on that path loses its connection and keeps trying to
+    reconnect; native multipath must carry I/O on the other paths meanwhile.
+    """
+    address = switch.address
+
+    def repair() -> None:
+        switch.resume()
+        live = nvme.wait_live(nqn, timeout=PATH_BACK_TIMEOUT)
+        if len(live) < paths:
+            raise DriverError(f"{nvme.executor.node}: only {len(live)} of {paths} paths of {nqn} came back")
+
+    return FabricFault(
+        f"stop exporting {nqn} on {address.traddr}:{address.trsvcid}",
+        switch.stop,
+        repair,
+        path_address=f"traddr={address.traddr},trsvcid={address.trsvcid}",
+    )
 
 
 def endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndpoint:

@@ -84,13 +84,17 @@ def link_session(
         driver.down()
 
 
+def _unavailable(reason: str, strict: bool) -> None:
+    """Skip the test, or with ``--strict`` fail it: the link lacks what the test needs."""
+    if strict:
+        raise LabError(reason)
+    pytest.skip(reason)
+
+
 def _capability(link_session: LinkSession, name: str, strict: bool) -> Any:
     handle = link_session.capability(name)
     if handle is None:
-        reason = f"link {link_session.link.name} came up without {name}"
-        if strict:
-            raise LabError(reason)
-        pytest.skip(reason)
+        _unavailable(f"link {link_session.link.name} came up without {name}", strict)
     return handle
 
 
@@ -98,6 +102,16 @@ def _capability(link_session: LinkSession, name: str, strict: bool) -> Any:
 def nvme_namespace(link_session: LinkSession, fabqual_run: QualificationRun) -> Any:
     """An NVMe namespace exported by a target and connected on a host, over the link."""
     return _capability(link_session, "nvme_namespace", fabqual_run.strict)
+
+
+@pytest.fixture
+def nvme_multipath(link_session: LinkSession, fabqual_run: QualificationRun) -> Any:
+    """The link's NVMe namespace reached over several paths, each of which a test may take away."""
+    namespace = _capability(link_session, "nvme_namespace", fabqual_run.strict)
+    if len(namespace.path_faults) < 2:
+        paths = len(namespace.path_faults) or 1
+        _unavailable(f"link {link_session.link.name} came up with {paths} path(s), not several", fabqual_run.strict)
+    return namespace
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from fabqual.errors import FabqualError
 from fabqual.health import bad_kernel_lines, kernel_lines_since, mark_kernel_log
-from fabqual.links.base import CAPABILITIES, SHORT_NAMES, MissingLink
+from fabqual.links.base import SHORT_NAMES, MissingLink, offers
 from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
 from fabqual.plugin.run import QualificationRun
 from fabqual.topology.model import LINK_TYPES
@@ -81,7 +81,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     capability = marker.args[0]
     run: QualificationRun = metafunc.config.stash[RUN]
     try:
-        links = [link for link in run.topology.links if capability in CAPABILITIES[link.type]]
+        links = [link for link in run.topology.links if offers(link, capability)]
     except FabqualError as error:
         raise pytest.UsageError(str(error)) from None
     per_type: dict[str, int] = {}

@@ -244,12 +244,39 @@ def _check_link(topology: Topology, link: Link, node_names: set[str], vcenter_na
                     f"{base}.namespaces[{i}]",
                     f"node {target.name!r} has no scratch device named {ns!r}; only scratch devices are ever exported",
                 )
+    if isinstance(params, NvmetRdmaParams):
+        _check_rdma_paths(topology, link, params)
     if isinstance(params, PvrdmaParams) and params.vcenter not in vcenter_names:
         raise TopologyError(source, f"{base}.vcenter", f"no vCenter named {params.vcenter!r} under 'vcenters'")
     if isinstance(params, IpofcParams):
         for i, mtu in enumerate(params.mtus):
             if not 576 <= mtu <= 65535:
                 raise TopologyError(source, f"{base}.mtus[{i}]", f"an MTU is between 576 and 65535 (got {mtu})")
+
+
+def _check_rdma_paths(topology: Topology, link: Link, params: NvmetRdmaParams) -> None:
+    """Each extra path names RNICs the nodes have, and no two paths share a target port."""
+    base = f"links.{link.name}.extra_paths"
+    seen = {(link.end("target").device, params.trsvcid): "the link's own path"}
+    for i, path in enumerate(params.extra_paths):
+        for role, device in (("target", path.target), ("host", path.host)):
+            node = topology.node(link.end(role).node)
+            rnics = {r.name for r in node.rnics}
+            if device is not None and device not in rnics:
+                known = ", ".join(sorted(rnics)) or "none"
+                raise TopologyError(
+                    topology.source,
+                    f"{base}[{i}].{role}",
+                    f"node {node.name!r} has no RNIC named {device!r} (it has: {known})",
+                )
+        port = (path.target or link.end("target").device, path.trsvcid)
+        if port in seen:
+            raise TopologyError(
+                topology.source,
+                f"{base}[{i}]",
+                f"RNIC {port[0]!r} port {port[1]} is already {seen[port]}; give each path its own trsvcid or RNIC",
+            )
+        seen[port] = f"extra_paths[{i}]"
 
 
 def _endpoint_devices(link_type: str, node: Node) -> tuple[set[str], str]:

@@ -206,11 +206,21 @@ class FcNvmeParams:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RdmaPath:
+    """One more path from the host to the same subsystem (native NVMe multipath)."""
+
+    target: str | None = field(None, doc="RNIC of the target node; default: the link's target device")
+    host: str | None = field(None, doc="RNIC of the host node; default: the link's host device")
+    trsvcid: int = field(4421, check=check_port)
+
+
+@dataclass(frozen=True, kw_only=True)
 class NvmetRdmaParams:
     namespaces: tuple[str, ...] = field(doc="scratch devices of the target node to export")
     subsystem_nqn: str = field("nqn.2024-01.io.fabqual:nvmet-rdma")
     trsvcid: int = field(4420, check=check_port)
     fio_runtime_s: int = field(10, check=check_positive)
+    extra_paths: tuple[RdmaPath, ...] = field((), doc="further target ports/RNICs to the subsystem: multipath")
 
 
 @dataclass(frozen=True, kw_only=True)
