@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fabqual.drivers.fc_host import TARGET_MODE_FIX, qlini_mode
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
 from fabqual.topology.model import Link, Node, Topology
@@ -129,6 +130,8 @@ def _endpoint_requirements(link: Link, role: str, node: Node, device: str | None
             module("target_core_user")
             reqs.append(Requirement("configfs", "/sys/kernel/config"))
             module({"fc": "tcm_qla2xxx", "fcoe": "tcm_fc", "tcm_loop": "tcm_loop"}[carrier])
+            if carrier == "fc":
+                reqs.append(Requirement("target_mode", "qla2xxx"))
         else:
             tool("sg_inq")
         if carrier == "fcoe":
@@ -239,6 +242,15 @@ def _check_fc_link(executor: Executor, req: Requirement) -> tuple[str, str] | No
     return f"no FC port for HBA {req.name} ({req.detail})", "check that the HBA driver is loaded and sees the port"
 
 
+def _check_target_mode(executor: Executor, req: Requirement) -> tuple[str, str] | None:
+    mode = qlini_mode(executor)
+    if mode is None:
+        return f"{req.name} is not loaded, so no FC port can be an LIO target", TARGET_MODE_FIX
+    if mode == "enabled":
+        return f"{req.name} runs with qlini_mode=enabled (initiator only): tcm_qla2xxx gets no port", TARGET_MODE_FIX
+    return None
+
+
 def _version(text: str) -> tuple[int, ...] | None:
     match = re.search(r"(\d+)\.(\d+)", text)
     return (int(match.group(1)), int(match.group(2))) if match else None
@@ -253,6 +265,7 @@ _CHECKS: dict[str, Check] = {
     "firmware": _check_firmware,
     "rdma_port": _check_rdma_port,
     "fc_link": _check_fc_link,
+    "target_mode": _check_target_mode,
 }
 
 

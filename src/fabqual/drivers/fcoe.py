@@ -179,19 +179,29 @@ class SoftFcoe:
 
     def wait_target(self, controller: FcoeController, wwpn: str, *, timeout: float = 30.0) -> RemotePort:
         """The remote port ``wwpn`` once it is an attached FCP target of this controller's host."""
-        deadline = time.monotonic() + timeout
-        while True:
-            ports = [p for p in remote_ports(self.executor, controller.host) if p.wwpn == wwpn.lower()]
-            if ports and ports[0].is_target:
-                return ports[0]
-            if time.monotonic() > deadline:
-                seen = ", ".join(f"{p.wwpn} {p.port_state} id {p.scsi_target_id} ({p.roles})" for p in ports)
-                raise DriverError(
-                    f"{self.executor.node}: remote port {wwpn} is not an attached FCP target of {controller.host}"
-                    f" after {timeout:.0f} s (seen: {seen or 'nothing'}); was the target configured before this"
-                    " controller was enabled, and is tcm_fc kept off this node?"
-                )
-            time.sleep(0.5)
+        return wait_fcp_target(
+            self.executor,
+            controller.host,
+            wwpn,
+            timeout=timeout,
+            hint="was the target configured before this controller was enabled, and is tcm_fc kept off this node?",
+        )
+
+
+def wait_fcp_target(executor: Executor, host: str, wwpn: str, *, timeout: float = 30.0, hint: str) -> RemotePort:
+    """The remote port ``wwpn`` once it is an attached FCP target of ``host``; ``hint`` says what to check."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ports = [p for p in remote_ports(executor, host) if p.wwpn == wwpn.lower()]
+        if ports and ports[0].is_target:
+            return ports[0]
+        if time.monotonic() > deadline:
+            seen = ", ".join(f"{p.wwpn} {p.port_state} id {p.scsi_target_id} ({p.roles})" for p in ports)
+            raise DriverError(
+                f"{executor.node}: remote port {wwpn} is not an attached FCP target of {host}"
+                f" after {timeout:.0f} s (seen: {seen or 'nothing'}); {hint}"
+            )
+        time.sleep(0.5)
 
 
 def fcoe_state(executor: Executor) -> list[str]:

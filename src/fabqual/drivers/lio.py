@@ -4,8 +4,9 @@ Everything is created under ``/sys/kernel/config/target`` and journaled, so
 teardown removes exactly that in reverse (ACL mapped LUN links, ACLs, LUN links,
 LUNs, TPG, WWN, backstore). Backstores: ``rd_mcp`` (a ramdisk, for proving the
 plumbing) and ``user`` (TCMU: a userspace handler answers every command through
-``/dev/uioN``). Fabrics: ``tcm_fc`` (FCP over an FC or FCoE port) and
-``tcm_loop`` (a local SCSI host: target and initiator in one node).
+``/dev/uioN``). Fabrics: ``tcm_fc`` (FCP over an FCoE port), ``tcm_qla2xxx``
+(FCP on a QLogic HBA port in target mode) and ``tcm_loop`` (a local SCSI host:
+target and initiator in one node).
 
 ORDER (DESIGN.md): on FCoE the target must be configured before the initiator's
 controller is enabled, and ``tcm_fc`` must never be loaded on the initiator —
@@ -25,7 +26,7 @@ from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
 
 ROOT = "/sys/kernel/config/target"
-FABRIC_MODULES = {"fc": "tcm_fc", "loopback": "tcm_loop"}  # configfs directory → kernel module
+FABRIC_MODULES = {"fc": "tcm_fc", "qla2xxx": "tcm_qla2xxx", "loopback": "tcm_loop"}  # configfs dir → module
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Backstore:
 class Tpg:
     """A target portal group of a fabric's target: ``<fabric>/<wwn>/tpgt_<tag>``."""
 
-    fabric: str  # fc, loopback
+    fabric: str  # fc, qla2xxx, loopback
     wwn: str
     tag: int = 1
 
@@ -186,6 +187,41 @@ class Lio:
         self._mkdir(tpg.path, f"tcm_fc TPG {tpg.wwn}/tpgt_{tpg.tag}")
         return tpg
 
+    def qla2xxx_tpg(self, wwpn: str, *, enable: bool = True) -> Tpg:
+        """A tcm_qla2xxx target on the local QLogic port ``wwpn``, enabled unless ``enable`` is False.
+
+        tcm_qla2xxx only registers the WWPN of a qla2xxx port in target mode (qla2xxx
+        loaded with ``qlini_mode`` other than ``enabled``): for any other WWPN
+        ``qlt_lport_register`` fails with ENODEV, which LIO's configfs hands to
+        userspace as EINVAL on the WWN mkdir (the name itself is well formed here).
+        """
+        self._fabric("qla2xxx")
+        tpg = Tpg("qla2xxx", colon_wwn(wwpn))
+        self.remove_stale_tpg("qla2xxx", tpg.wwn)
+        try:
+            self._mkdir(f"{ROOT}/qla2xxx/{tpg.wwn}", f"tcm_qla2xxx target {tpg.wwn}")
+        except DriverError as error:
+            if not any(why in str(error) for why in ("Invalid argument", "No such device")):
+                raise
+            raise DriverError(
+                f"{self.executor.node}: tcm_qla2xxx refused target {tpg.wwn}: no qla2xxx port with WWPN"
+                f" {tpg.wwn} is in target mode here; load qla2xxx with qlini_mode=disabled (or dual) on"
+                f" {self.executor.node} and check the WWPN against /sys/class/fc_host/*/port_name"
+            ) from None
+        self._mkdir(tpg.path, f"tcm_qla2xxx TPG {tpg.wwn}/tpgt_{tpg.tag}")
+        if enable:
+            self.enable_tpg(tpg)
+        return tpg
+
+    def enable_tpg(self, tpg: Tpg) -> None:
+        """Let the fabric accept logins to the TPG; undone (disabled) before the TPG is removed."""
+        write(self.executor, f"{tpg.path}/enable", "1")
+        self.journal.record_command(
+            self.executor,
+            f"enabled {tpg.fabric} TPG {tpg.wwn}/tpgt_{tpg.tag}",
+            f"echo 0 > {shlex.quote(tpg.path)}/enable",
+        )
+
     def loop_tpg(self, wwn: str, nexus: str) -> Tpg:
         """A tcm_loop target: a local SCSI host whose initiator port is ``nexus``."""
         self._fabric("loopback")
@@ -219,7 +255,7 @@ def lio_state(executor: Executor) -> dict[str, list[str]]:
     """Backstores and fabric targets LIO holds on a node now (for leak checks)."""
     out = executor.run(
         f"find {ROOT}/core -mindepth 2 -maxdepth 2 -type d 2>/dev/null;"
-        f" ls -d {ROOT}/fc/*/tpgt_* {ROOT}/loopback/*/tpgt_* 2>/dev/null; true",
+        f" ls -d {ROOT}/fc/*/tpgt_* {ROOT}/qla2xxx/*/tpgt_* {ROOT}/loopback/*/tpgt_* 2>/dev/null; true",
         timeout=30,
     ).stdout.split()
     state: dict[str, list[str]] = {"backstores": [], "targets": []}

@@ -96,10 +96,12 @@ GUEST_MODULES: tuple[str, ...] = (
     "target_core_pscsi",
     "tcm_loop",
     "tcm_fc",
+    "tcm_qla2xxx",  # LIO on QLogic HBAs (ipofc carrier: fc); no HBA here, it only loads
     "fcoe",
     "libfcoe",
     "libfc",
     "scsi_transport_fc",
+    "qla2xxx",  # needs nvme-fc: loads against the patched out-of-tree build
     "sd_mod",
     "sg",
     "tun",

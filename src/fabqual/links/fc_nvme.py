@@ -9,7 +9,7 @@ into one journal that ``down()`` undoes in reverse.
 
 from __future__ import annotations
 
-from fabqual.drivers.fc_host import fc_hosts
+from fabqual.drivers.fc_host import resolve_port
 from fabqual.drivers.fcloop import HOST_PORT, TARGET_PORT, FcAddress, FcloopFabric
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
@@ -21,7 +21,7 @@ from fabqual.executors.base import Executor
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.handles import FabricFault, NvmeNamespace
 from fabqual.links.nvme_repair import restore_namespace
-from fabqual.topology.model import DISCOVER, FcNvmeParams, Hba, Node, normalize_wwn
+from fabqual.topology.model import FcNvmeParams, Hba, Node
 
 
 @register("fc_nvme")
@@ -58,8 +58,9 @@ class FcNvmeLink:
             fabric.up()
             target_port, host_port = TARGET_PORT, HOST_PORT
         else:
-            target_port = _hba_address(target, target_hba)
-            host_port = _hba_address(host, host_hba)
+            found_target, found_host = resolve_port(target, target_hba), resolve_port(host, host_hba)
+            target_port = FcAddress(found_target.wwnn, found_target.wwpn)
+            host_port = FcAddress(found_host.wwnn, found_host.wwpn)
 
         nvme = NvmeHost(host, self.journal)
         hostnqn = nvme.hostnqn()
@@ -126,27 +127,3 @@ class FcNvmeLink:
 
     def down(self) -> None:
         self.journal.undo_all()
-
-
-def _hba_address(executor: Executor, hba: Hba) -> FcAddress:
-    """The WWNs of a real HBA port: declared ones checked against sysfs, or the one Online port."""
-    ports = fc_hosts(executor)
-    if hba.wwpn != DISCOVER:
-        wanted = normalize_wwn(hba.wwpn)
-        matching = [p for p in ports if p.wwpn == wanted]
-        if not matching:
-            seen = ", ".join(p.wwpn for p in ports) or "none"
-            raise LabError(f"{executor.node}: HBA {hba.name} WWPN {wanted} not in /sys/class/fc_host (seen: {seen})")
-    else:
-        matching = [p for p in ports if p.online]
-        if len(matching) != 1:
-            raise LabError(
-                f"{executor.node}: HBA {hba.name} has wwpn: discover but {len(matching)} fc_host ports are Online;"
-                " write the WWPN into the topology"
-            )
-    port = matching[0]
-    if not port.online:
-        raise LabError(
-            f"{executor.node}: FC port {port.host} ({port.wwpn}) is {port.port_state}, not Online; check cabling/zoning"
-        )
-    return FcAddress(port.wwnn, port.wwpn)

@@ -13,6 +13,13 @@ Composition, target end first (DESIGN.md's ORDER rule):
 5. the tunnel processes on both ends, TUN devices with addresses from
    ``tunnel_prefix`` and the first MTU of the link.
 
+``carrier: fc`` (real QLogic HBAs) replaces steps 1-4: both HBA ports are
+found Online in ``/sys/class/fc_host`` before anything changes; the target
+node's qla2xxx must be in target mode (``qlini_mode`` not ``enabled``) and
+``tcm_qla2xxx`` exports the LUN with an ACL for the initiator's WWPN before its
+TPG is enabled; then the initiator issues a LIP, waits for the target's rport
+and scans its SCSI host (teardown deletes the LUN's SCSI device there again).
+
 ``carrier: tcm_loop`` puts target and initiator on the target node through
 ``tcm_loop`` and the two tunnel ends in separate network namespaces.
 Everything is journaled; ``down()`` undoes it in reverse, also after a failed ``up()``.
@@ -29,16 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fabqual
-from fabqual.drivers.fcoe import FcoeController, SoftFcoe
-from fabqual.drivers.journal import Journal
+from fabqual.drivers.fc_host import TARGET_MODE_FIX, FcHostPort, qlini_mode, resolve_port
+from fabqual.drivers.fcoe import FcoeController, SoftFcoe, remote_ports, wait_fcp_target
+from fabqual.drivers.journal import Journal, write
 from fabqual.drivers.lio import Backstore, Lio, loop_wwn
-from fabqual.drivers.scsi_generic import SgDevice, wait_sg_device
+from fabqual.drivers.scsi_generic import SgDevice, rescan, wait_sg_device
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.tunnel_handle import IpTunnel, NetnsExecutor, TunnelEnd
-from fabqual.topology.model import DISCOVER, IpofcParams
+from fabqual.topology.model import DISCOVER, Hba, IpofcParams, Node
 
 # Makes the LUN's backstore on the target node (a ramdisk for self-tests, TCMU for the link).
 Backing = Callable[[Lio], Backstore]
@@ -57,8 +65,8 @@ class ExportedLun:
     carrier: str
     sg: SgDevice
     backstore: Backstore
-    target_port: FcoeController | None = None
-    initiator_port: FcoeController | None = None
+    target_port: FcoeController | FcHostPort | None = None
+    initiator_port: FcoeController | FcHostPort | None = None
 
 
 def export_over_fcoe(
@@ -87,6 +95,63 @@ def export_over_fcoe(
     initiator_fcoe.wait_target(initiator_port, target_port.wwpn)
     sg = wait_sg_device(initiator, vendor=vendor, model=model, host=initiator_port.host, timeout=SG_TIMEOUT)
     return ExportedLun("fcoe", sg, store, target_port, initiator_port)
+
+
+def export_over_fc(
+    target: Executor,
+    initiator: Executor,
+    journal: Journal,
+    backing: Backing,
+    *,
+    target_port: FcHostPort,
+    initiator_port: FcHostPort,
+    vendor: str,
+    model: str,
+) -> ExportedLun:
+    """A backstore of ``target`` exported through tcm_qla2xxx on its QLogic port to ``initiator``'s FC port."""
+    mode = qlini_mode(target, target_port.host)
+    if mode is None or mode == "enabled":
+        why = "qla2xxx is not loaded" if mode is None else "qla2xxx runs with qlini_mode=enabled (initiator only)"
+        raise LabError(
+            f"{target.node}: {why}, so FC port {target_port.wwpn} cannot be an LIO target; {TARGET_MODE_FIX}"
+        )
+    lio = Lio(target, journal)
+    lio.prepare()
+    store = backing(lio)
+    tpg = lio.qla2xxx_tpg(target_port.wwpn, enable=False)
+    lio.export(tpg, LUN, store)
+    lio.allow(tpg, initiator_port.wwpn, LUN)
+    lio.enable_tpg(tpg)  # logins are accepted only now, with the ACL in place
+    host = initiator_port.host
+    journal.record(
+        initiator.node,
+        f"SCSI devices of LUN {LUN} of {target_port.wwpn} on {host}",
+        lambda: forget_lun(initiator, host, target_port.wwpn, LUN),
+    )
+    write(initiator, f"/sys/class/fc_host/{host}/issue_lip", "1")  # log in again: the new target is seen
+    wait_fcp_target(
+        initiator,
+        host,
+        target_port.wwpn,
+        timeout=SG_TIMEOUT,
+        hint="are both ports zoned together, and is the target's tcm_qla2xxx TPG enabled?",
+    )
+    rescan(initiator, host)
+    sg = wait_sg_device(initiator, vendor=vendor, model=model, host=host, timeout=SG_TIMEOUT)
+    return ExportedLun("fc", sg, store, target_port, initiator_port)
+
+
+def forget_lun(executor: Executor, host: str, target_wwpn: str, lun: int) -> None:
+    """Delete the SCSI device(s) of ``lun`` behind the remote port ``target_wwpn`` of ``host``."""
+    number = host.removeprefix("host")
+    for port in remote_ports(executor, host):
+        if port.wwpn == target_wwpn.lower() and port.scsi_target_id >= 0:
+            log_step(executor.node, f"delete SCSI device {number}:*:{port.scsi_target_id}:{lun} ({target_wwpn})")
+            executor.run(
+                f"for d in /sys/class/scsi_device/{number}:*:{port.scsi_target_id}:{lun}/device/delete;"
+                ' do [ -e "$d" ] && echo 1 > "$d"; done; true',
+                timeout=60,
+            )
 
 
 def export_over_loop(node: Executor, journal: Journal, backing: Backing, *, vendor: str, model: str) -> ExportedLun:
@@ -189,12 +254,28 @@ class Process:
         )
 
 
-def fcoe_netdev(context: LinkContext, role: str) -> tuple[Executor, str]:
+def end_hba(context: LinkContext, role: str) -> tuple[Node, Hba]:
     end = context.link.end(role)
     node = context.topology.node(end.node)
     if end.device is None:
         raise DriverError(f"link {context.link.name}: the {role} end names no HBA (device:)")
-    hba = node.hba(end.device)
+    return node, node.hba(end.device)
+
+
+def fc_port(context: LinkContext, role: str) -> tuple[Executor, FcHostPort]:
+    """The node of a link end and its real HBA's Online fc_host port (nothing is changed)."""
+    node, hba = end_hba(context, role)
+    if hba.emulation != "none":
+        raise LabError(
+            f"{node.name}: HBA {hba.name} of link {context.link.name} is emulated ({hba.emulation});"
+            " carrier fc needs a real HBA, use carrier: fcoe or tcm_loop"
+        )
+    executor = context.executor(node.name)
+    return executor, resolve_port(executor, hba)
+
+
+def fcoe_netdev(context: LinkContext, role: str) -> tuple[Executor, str]:
+    node, hba = end_hba(context, role)
     netdev = getattr(hba, "netdev", None)
     if not netdev or netdev == DISCOVER:
         raise LabError(
@@ -301,13 +382,17 @@ class IpofcLink:
             initiator, initiator_netdev = fcoe_netdev(self.context, "initiator")
             target_run: Executor = target
             initiator_run: Executor = initiator
+        elif carrier == "fc":
+            target, target_fc = fc_port(self.context, "target")
+            initiator, initiator_fc = fc_port(self.context, "initiator")
+            target_run, initiator_run = target, initiator
         elif carrier == "tcm_loop":
             initiator = target
             target_run, initiator_run = self._namespace(target, "target"), self._namespace(target, "initiator")
         else:
             raise DriverError(
-                f"link {self.link.name}: carrier {carrier!r} is not supported by this driver yet;"
-                " use fcoe (software FCoE between nodes) or tcm_loop (one node)"
+                f"link {self.link.name}: carrier {carrier!r} is not supported by this driver;"
+                " use fc (QLogic HBAs), fcoe (software FCoE between nodes) or tcm_loop (one node)"
             )
         for node in {target.node: target, initiator.node: initiator}.values():
             upload_runtime(node, self.journal, self.remote_dir)
@@ -330,6 +415,17 @@ class IpofcLink:
                     backing,
                     target_netdev=target_netdev,
                     initiator_netdev=initiator_netdev,
+                    vendor=vendor,
+                    model=model,
+                )
+            elif carrier == "fc":
+                lun = export_over_fc(
+                    target,
+                    initiator,
+                    self.journal,
+                    backing,
+                    target_port=target_fc,
+                    initiator_port=initiator_fc,
                     vendor=vendor,
                     model=model,
                 )
