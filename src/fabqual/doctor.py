@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fabqual.drivers.fc_host import TARGET_MODE_FIX, qlini_mode
+from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, qlini_mode
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
-from fabqual.topology.model import Link, Node, Topology
+from fabqual.topology.model import DISCOVER, Link, Node, Topology, normalize_wwn
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,8 @@ def _endpoint_requirements(link: Link, role: str, node: Node, device: str | None
             module("target_core_user")
             reqs.append(Requirement("configfs", "/sys/kernel/config"))
             module({"fc": "tcm_qla2xxx", "fcoe": "tcm_fc", "tcm_loop": "tcm_loop"}[carrier])
-            if carrier == "fc":
-                reqs.append(Requirement("target_mode", "qla2xxx"))
+            if carrier == "fc":  # the WWPN picks the port whose own qlini_mode counts, when declared
+                reqs.append(Requirement("target_mode", "qla2xxx", node.hba(device).wwpn if device else DISCOVER))
         else:
             tool("sg_inq")
         if carrier == "fcoe":
@@ -243,7 +243,8 @@ def _check_fc_link(executor: Executor, req: Requirement) -> tuple[str, str] | No
 
 
 def _check_target_mode(executor: Executor, req: Requirement) -> tuple[str, str] | None:
-    mode = qlini_mode(executor)
+    port = fc_host_by_wwpn(executor, normalize_wwn(req.detail)) if req.detail not in ("", DISCOVER) else None
+    mode = qlini_mode(executor, port.host if port else None)
     if mode is None:
         return f"{req.name} is not loaded, so no FC port can be an LIO target", TARGET_MODE_FIX
     if mode == "enabled":

@@ -197,6 +197,8 @@ def test_doctor_reports_qla2xxx_target_mode_in_each_state(qla2xxx: Executor) -> 
     assert "qlini_mode=enabled (initiator only)" in what
     load_qla2xxx(qla2xxx, "disabled")
     assert check_requirement(qla2xxx, requirement) is None
+    # a declared WWPN with no fc_host port here falls back to the module's mode
+    assert check_requirement(qla2xxx, Requirement("target_mode", "qla2xxx", NO_PORT)) is None
 
 
 def fc_topology(lab_topology: Path) -> Topology:
@@ -262,6 +264,6 @@ def test_doctor_asks_target_mode_of_the_fc_target_node_only() -> None:
     from fabqual.doctor import requirements_of
 
     needs = requirements_of(parse_topology(QLA_RACK, "qla.yaml"))
-    target_mode = Requirement("target_mode", "qla2xxx")
+    target_mode = Requirement("target_mode", "qla2xxx", "21:00:00:24:ff:00:00:01")  # its port's own mode counts
     assert needs["a"][target_mode] == {"ip0"} and needs["a"][Requirement("module", "tcm_qla2xxx")] == {"ip0"}
     assert target_mode not in needs["b"] and Requirement("module", "tcm_qla2xxx") not in needs["b"]
