@@ -10,9 +10,10 @@ On the emulated lab (software FCoE between the guests, LIO tcm_fc):
    and 9000 iperf3 TCP both ways and ping;
 3. ratios (goal: IPoFC ≥ 50 % of the raw path) and the original's 88/485 Mbit/s.
 
-Writes benchmarks/results/ipofc.json and prints it.
+Writes benchmarks/results/ipofc.json (``--no-offload``: ipofc-no-offload.json,
+the TUN devices without checksum/TSO offload, as the original ran) and prints it.
 
-    /work/venv-dev/bin/python benchmarks/bench_ipofc.py [--seconds 10]
+    /work/venv-dev/bin/python benchmarks/bench_ipofc.py [--seconds 10] [--no-offload]
 
 Not a timed test: the numbers depend on the machine and its load (recorded too).
 """
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from fabqual.links.tunnel_handle import IpTunnel
 from fabqual.tools.iperf3 import run_iperf3
 from fabqual.tools.ping import run_ping
 from fabqual.topology import load_topology
-from fabqual.topology.model import Topology
+from fabqual.topology.model import IpofcParams, Topology
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ipofc.json"
 REMOTE_SENDER = "/tmp/fabqual-bench-sg-sender.py"
@@ -118,7 +120,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="iperf3 duration per run")
     parser.add_argument("--commands", type=int, default=200, help="SG_IO commands per raw loop")
+    parser.add_argument("--no-offload", action="store_true", help="TUN devices without checksum/TSO offload")
     args = parser.parse_args()
+    results_file = RESULTS.with_name("ipofc-no-offload.json") if args.no_offload else RESULTS
     lab = EmulatedLab()
     if not lab.is_running():
         raise SystemExit("the emulated lab is not running: `fabqual lab up` first")
@@ -130,6 +134,8 @@ def main() -> None:
     try:
         raw = raw_ceiling(topology, executors, args.commands)
         link = next(link for link in topology.links if link.type == "ipofc")
+        assert isinstance(link.params, IpofcParams)
+        link = replace(link, params=replace(link.params, offload=not args.no_offload))
         driver = driver_for(LinkContext(topology, link, lambda n: executors[n]))
         try:
             session = driver.up()
@@ -168,8 +174,8 @@ def main() -> None:
             " the raw path is one SG_IO command in flight, as the original ran its tunnel"
         ),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results_file.parent.mkdir(exist_ok=True)
+    results_file.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

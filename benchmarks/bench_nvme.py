@@ -9,8 +9,10 @@ guests, a null_blk namespace), brought up by fabqual's own driver:
 2. perftest ``ib_write_bw``: fabqual's ``run_perftest`` against a server and a
    client started by hand through ``fabqual lab ssh``, the client's table row
    read here with a plain split;
-3. per workload the ratio median(fabqual) / median(by hand); the goal is ≥ 0.97
-   (fabqual must not cost or misreport throughput).
+3. per workload the median of the per-round ratios fabqual / by hand (each
+   round's two runs share that moment's load), and median(fabqual) /
+   median(by hand) for reference; the goal is ≥ 0.97 (fabqual must not cost or
+   misreport throughput).
 
 The two sides alternate which goes first in each round, so drift and load from
 other work on the shared machine fall on both alike. Writes
@@ -105,11 +107,15 @@ def compare(rounds: int, fabqual: Callable[[], float], hand: Callable[[], float]
         for values, run in pair if index % 2 == 0 else reversed(pair):
             values.append(run())
     ratio = statistics.median(ours) / statistics.median(theirs)
+    # Each round's two runs share the machine's load of that moment; their ratio cancels the
+    # drift that swings single runs by ±30 % on this shared host, so it is what the goal judges.
+    paired = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
     return {
         "fabqual": [round(v, 3) for v in ours],
         "by_hand": [round(v, 3) for v in theirs],
         "ratio_of_medians": round(ratio, 4),
-        "meets_goal": ratio >= GOAL,
+        "median_paired_ratio": round(paired, 4),
+        "meets_goal": paired >= GOAL,
     }
 
 

@@ -53,6 +53,10 @@ from fabqual.ipofc.tun import Tun
 
 BLOCK = 512
 DEFAULT_MAX_TRANSFER = 1 << 20
+# One offloaded super-packet (header, record prefix, packet, CRC) in whole blocks.
+OFFLOAD_MIN_TRANSFER = (
+    -(-(framing.HEADER_SIZE + framing.RECORD_PREFIX + framing.MAX_PACKET + framing.CRC_SIZE) // BLOCK) * BLOCK
+)
 WRITE_RETRIES = 3
 log = logging.getLogger("fabqual.ipofc.initiator")
 
@@ -279,6 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-transfer", type=int, help="bytes per READ/WRITE (default min(1 MiB, host max))")
     parser.add_argument("--timeout", type=float, default=10.0, help="SG_IO timeout per command, seconds")
     parser.add_argument("--crc", action="store_true", help="CRC-32 on every frame sent")
+    parser.add_argument("--offload", action="store_true", help="TUN checksum/TSO offload (the target must match)")
     parser.add_argument("--log", help="log file (default: stderr)")
     return parser.parse_args(argv)
 
@@ -302,9 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     if max_transfer < 16 * 1024:
         log.error("max transfer %d bytes is below 16 KiB: too small for a 9000-byte packet and its frame", max_transfer)
         return 1
+    if args.offload and max_transfer < OFFLOAD_MIN_TRANSFER:
+        log.error(
+            "--offload needs %d-byte transfers for a 64 KiB super-packet; this LUN allows %d: run without it",
+            OFFLOAD_MIN_TRANSFER,
+            max_transfer,
+        )
+        return 1
     try:
         os.close(sg_io.open_sg(sg))
-        tun = Tun.open(args.tun, mtu=args.mtu, address=args.address)
+        tun = Tun.open(args.tun, mtu=args.mtu, address=args.address, offload=args.offload)
     except FabqualError as err:
         log.error("%s", err)
         return 1

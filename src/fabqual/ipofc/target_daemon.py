@@ -218,6 +218,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mtu", type=int, help="TUN MTU")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds a READ is held waiting for packets")
     parser.add_argument("--crc", action="store_true", help="CRC-32 on every frame sent")
+    parser.add_argument("--offload", action="store_true", help="TUN checksum/TSO offload (the initiator must match)")
     parser.add_argument("--log", help="log file (default: stderr)")
     parser.add_argument("--verbose", action="store_true", help="log every command")
     return parser.parse_args(argv)
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         else:
             device = TcmuDevice.open_handler(args.uio, HANDLER)
-        tun = Tun.open(args.tun, mtu=args.mtu, address=args.address)
+        tun = Tun.open(args.tun, mtu=args.mtu, address=args.address, offload=args.offload)
     except FabqualError as err:
         log.error("%s", err)
         return 1

@@ -297,8 +297,8 @@ def sg_inquiry_identity(executor: Executor, device: str) -> tuple[int, str, str]
 
 # The guest runtime's entry points (fabqual.ipofc.*, run with python3 from the uploaded copy).
 HANDLER = "fabqual"  # TCMU dev_config subtype the target daemon claims its uio device by
-TARGET_COMMAND = "exec python3 -m fabqual.ipofc.target_daemon --uio {uio} --tun {tun}"
-INITIATOR_COMMAND = "exec python3 -m fabqual.ipofc.initiator_daemon --sg {sg} --tun {tun}"
+TARGET_COMMAND = "exec python3 -m fabqual.ipofc.target_daemon --uio {uio} --tun {tun}{offload}"
+INITIATOR_COMMAND = "exec python3 -m fabqual.ipofc.initiator_daemon --sg {sg} --tun {tun}{offload}"
 TCMU_OPTIONS = {
     "hw_block_size": "512",
     "hw_max_sectors": "8192",  # the dispatcher's max_transfer_blocks: 4 MiB per command
@@ -357,6 +357,9 @@ class IpofcLink:
         self.processes.append(process)
         return process
 
+    def _offload_flag(self) -> str:
+        return " --offload" if self.params.offload else ""  # both daemons alike: the header is in every record
+
     def _tcmu_backing(self, where: Executor, uio_out: list[str]) -> Backing:
         """The tunnel LUN's backstore: TCMU served by the target daemon (started once its uio exists)."""
 
@@ -365,7 +368,8 @@ class IpofcLink:
                 f"fq_ipofc_{self.link.name}", dispatch_capacity_bytes(), HANDLER, self.link.name, options=TCMU_OPTIONS
             )
             uio_out.append(uio)
-            daemon = self._start(where, "target", TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"]))
+            command = TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"], offload=self._offload_flag())
+            daemon = self._start(where, "target", command)
             daemon.wait_for(r"^ready target ")  # serving the ring before the LUN is exported and scanned
             return store
 
@@ -443,7 +447,9 @@ class IpofcLink:
                 f" {got_vendor!r} {got_product!r}, expected type 6 {vendor!r} {model!r}"
             )
         daemon = self._start(
-            initiator_run, "initiator", INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"])
+            initiator_run,
+            "initiator",
+            INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"], offload=self._offload_flag()),
         )
         daemon.wait_for(r"^ready initiator ")
         self._wait_tunnel(initiator_run, address_t)
@@ -459,6 +465,7 @@ class IpofcLink:
             "sg_device": lun.sg.path,
             "uio_device": uio[0] if uio else "",
             "backstore": f"{lun.backstore.plugin}_{lun.backstore.index}/{lun.backstore.name}",
+            "offload": "TUN checksum + TSO (virtio-net header)" if self.params.offload else "none",
         }
         if lun.target_port and lun.initiator_port:
             facts["target_wwpn"] = lun.target_port.wwpn

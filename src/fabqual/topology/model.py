@@ -238,6 +238,7 @@ class IpofcParams:
     carrier: Literal["fc", "fcoe", "tcm_loop"] = field(
         "fc", doc="fc: real HBAs; fcoe: software FCoE between nodes; tcm_loop: one node, two namespaces"
     )
+    offload: bool = field(True, doc="TUN checksum/TSO offload: TCP crosses in 64 KiB super-packets at any MTU")
 
 
 LinkParams = FcNvmeParams | NvmetRdmaParams | PvrdmaParams | IpofcParams
