@@ -19,6 +19,7 @@ import pytest
 from fabqual.errors import LabError, ParseError
 from fabqual.executors.local import LocalExecutor
 from fabqual.tools.perftest import (
+    ClockCalibrationError,
     parse_perftest,
     parse_perftest_json,
     perftest_command,
@@ -308,6 +309,15 @@ def test_lab_out_json_files_are_not_json_and_match_the_table() -> None:
     assert latency.test == "RDMA_Write_Latency_Test"
     assert latency.lat_rows[0] == parse_perftest(lab("ib_write_lat_2_json_client.txt")).lat_rows[0]
     assert (latency.lat_typical_us, latency.lat_p99_us) == (357.30, 6369.32)
+
+
+def test_real_clock_calibration_failure_is_named_not_garbled() -> None:
+    """perftest printed inf latencies after its clock calibration failed (a loaded host): the error says
+    so, and it is the kind run_perftest runs again rather than a garbled table."""
+    with pytest.raises(
+        ClockCalibrationError, match=r"could not measure the CPU clock \(correlation r\^2 0.894595 < 0.9\)"
+    ):
+        parse_perftest((LAB / "ib_send_lat_2_calibration_failed_client.txt").read_text())
 
 
 # ---- the runner, with the real perftest of this machine (which has no RDMA device) ----

@@ -43,6 +43,10 @@ _TO_GBPS = {"Gb/sec": 1.0, "MB/sec": 8 * 2**20 / 1e9, "MiB/sec": 8 * 2**20 / 1e9
 _TITLE = re.compile(r"^\s*([A-Za-z_]+(?: [A-Za-z_]+)*? (?:BW|Latency) Test)\s*$")
 _DASHES = re.compile(r"^-{20,}\s*$")
 _ROW_START = re.compile(r"^\s*\d+\s+\d+\s")
+# perftest times latency in CPU cycles and converts with a clock it measures against
+# gettimeofday; when that regression is poor it prints this and every latency is inf.
+_CALIBRATION = re.compile(r"Correlation coefficient r\^2:\s*([\d.]+)\s*<\s*([\d.]+)")
+CALIBRATION_ATTEMPTS = 3
 _NUMBER_ROW = re.compile(r"^\s*\d+\s+\d+(?:\s+-?[\d.]+(?:e[-+]?\d+)?)+\s*$")
 _INFO_PAIR = re.compile(r"([A-Za-z][^:\t]*?)\s*:\s*([^\t]+?)\s*(?=\t|$)")
 
@@ -113,6 +117,10 @@ class PerftestResult:
         return self.lat_rows[-1]
 
 
+class ClockCalibrationError(ParseError):
+    """perftest's own clock calibration failed: no latency was measured (worth running again)."""
+
+
 def parse_perftest(output: str) -> PerftestResult:
     """Parse perftest's text report (client or server side; stderr may be mixed in)."""
     lines = output.splitlines()
@@ -130,6 +138,14 @@ def parse_perftest(output: str) -> PerftestResult:
         if _NUMBER_ROW.match(line):
             rows.append(line.split())
         elif _ROW_START.match(line):  # looks like a row (warnings never start with numbers) but is not one
+            calibration = _CALIBRATION.search(output)
+            if calibration:
+                raise ClockCalibrationError(
+                    TOOL,
+                    f"perftest could not measure the CPU clock (correlation r^2 {calibration[1]} < {calibration[2]}),"
+                    " so its latencies are inf: the node's timing was too unsteady (a loaded host or VM)",
+                    output,
+                )
             raise ParseError(TOOL, f"garbled result row {line.strip()!r}", output)
     else:
         raise ParseError(TOOL, "the result table is not closed by a dashed line: output truncated", output)
@@ -360,24 +376,48 @@ def run_perftest(
     its files removed, also on failure.
 
     ``timeout_s`` bounds an iteration-count run; with ``duration_s`` the bound is
-    derived from it (one size, or the 23 sizes of ``-a``).
+    derived from it (one size, or the 23 sizes of ``-a``). A run whose latencies
+    are inf because perftest could not calibrate its clock is run again, up to
+    :data:`CALIBRATION_ATTEMPTS` times, on a fresh port.
     """
-    port = port if port is not None else next(_ports)
     if duration_s is not None:
         timeout_s = duration_s * (1 if size is not None else 23) + 60
+    common: dict[str, Any] = {"size": size, "iterations": iterations, "duration_s": duration_s, "extra": extra}
+    for attempt in range(1, CALIBRATION_ATTEMPTS + 1):
+        this_port = port if port is not None else next(_ports)
+        server_cmd = perftest_command(test, device=device, gid_index=gid_index, port=this_port, **common)
+        client_cmd = perftest_command(
+            test,
+            device=client_device or device,
+            gid_index=gid_index if client_gid_index is None else client_gid_index,
+            port=this_port,
+            json_file=f"/tmp/fabqual-perftest-{this_port}.json" if out_json else None,
+            server_address=server_address,
+            **common,
+        )
+        try:
+            return _server_and_client(server, client, server_cmd, client_cmd, this_port, timeout_s, out_json)
+        except ClockCalibrationError as error:
+            if attempt == CALIBRATION_ATTEMPTS:
+                raise
+            first_line = str(error).splitlines()[0]
+            log_step(client.node, f"{first_line}; running {test} again ({attempt + 1}/{CALIBRATION_ATTEMPTS})")
+    raise AssertionError("unreachable")
+
+
+def _server_and_client(
+    server: Executor,
+    client: Executor,
+    server_cmd: list[str],
+    client_cmd: list[str],
+    port: int,
+    timeout_s: float,
+    out_json: bool,
+) -> PerftestResult:
+    """One run: the server in the background, the client against it, its report parsed; the server stopped."""
+    test = server_cmd[0]
     base = f"/tmp/fabqual-perftest-{port}"
-    common: dict[str, Any] = {"port": port, "size": size, "iterations": iterations, "duration_s": duration_s}
-    server_cmd = perftest_command(test, device=device, gid_index=gid_index, extra=extra, **common)
-    client_cmd = perftest_command(
-        test,
-        device=client_device or device,
-        gid_index=gid_index if client_gid_index is None else client_gid_index,
-        json_file=f"{base}.json" if out_json else None,
-        extra=extra,
-        server_address=server_address,
-        **common,
-    )
-    log_step(server.node, f"start {test} server on port {port} ({device}, gid {gid_index})")
+    log_step(server.node, f"start {test} server on port {port}")
     started = server.run(
         f"nohup timeout {int(timeout_s) + 30} {command_text(server_cmd)} > {base}.server.log 2>&1 < /dev/null"
         " & echo $!",
@@ -386,7 +426,7 @@ def run_perftest(
     pid = started.stdout.strip()
     try:
         _wait_listening(server, pid, port, f"{base}.server.log")
-        log_step(client.node, f"{test} client to {server_address}:{port} size={size or 'all'}")
+        log_step(client.node, f"{test} client to {client_cmd[-1]}:{port}")
         result = client.run(f"timeout {int(timeout_s)} {command_text(client_cmd)}", timeout=timeout_s + 30, check=False)
         output = result.stdout + result.stderr
         if not result.ok:
