@@ -95,8 +95,11 @@ def test_ctrl_c_during_up_leaves_no_qemu(lab: EmulatedLab, tmp_path: Path) -> No
 
     Uses its own state dir (tmp_path) and the cached image, so the session's lab is not touched.
     """
+    # A shell that starts a job with & ignores SIGINT in it, and Python then keeps it ignored
+    # (CI runners do this): give the child the handler a terminal's Ctrl-C would meet.
     code = (
-        "import sys; from pathlib import Path; from fabqual.lab import EmulatedLab; "
+        "import signal, sys; from pathlib import Path; from fabqual.lab import EmulatedLab; "
+        "signal.signal(signal.SIGINT, signal.default_int_handler); "
         "EmulatedLab(cache=Path(sys.argv[1])).ensure_up()"
     )
     run_dir = tmp_path / "lab" / "run"
@@ -117,7 +120,7 @@ def test_ctrl_c_during_up_leaves_no_qemu(lab: EmulatedLab, tmp_path: Path) -> No
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, f"exit {proc.returncode}: {err[-2000:]}"
     assert not lab_vm.find_stray(run_dir)
     assert EmulatedLab(cache=tmp_path).status().state == "down"
 
