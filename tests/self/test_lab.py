@@ -120,8 +120,12 @@ def test_ctrl_c_during_up_leaves_no_qemu(lab: EmulatedLab, tmp_path: Path) -> No
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        strays = lab_vm.find_stray(run_dir)
+        if strays:  # whatever went wrong, this test's lab does not outlive it (guests, host sysctls)
+            EmulatedLab(cache=tmp_path).down()
+    assert not strays, f"QEMU {strays} kept running after Ctrl-C (stopped by the test)"
     assert proc.returncode != 0 and "KeyboardInterrupt" in err, f"exit {proc.returncode}: {err[-2000:]}"
-    assert not lab_vm.find_stray(run_dir)
     assert EmulatedLab(cache=tmp_path).status().state == "down"
 
 
