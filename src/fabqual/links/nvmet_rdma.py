@@ -153,32 +153,31 @@ class NvmetRdmaLink:
         host_end = self.link.end("host")
         soft_roce = self.context.topology.node(host_end.node).rnic(host_end.device or "").emulation == "rxe"
         if soft_roce:
+            take = f"rdma link delete {shlex.quote(device)}"
             add = f"rdma link add {shlex.quote(device)} type rxe netdev {shlex.quote(netdev)}"
-            restore = f"test -e /sys/class/infiniband/{shlex.quote(device)} || {add}"
-
-            def inject() -> None:
-                log_step(executor.node, f"remove soft-RoCE device {device} (fault injection)")
-                self.journal.record_command(executor, f"{device} removed", restore)  # teardown brings it back
-                executor.run(f"rdma link delete {shlex.quote(device)}", timeout=120)
-
-            def bring_back() -> None:
-                log_step(executor.node, f"re-create soft-RoCE device {device} on {netdev}")
-                executor.run(restore, timeout=60)
-
+            give = f"test -e /sys/class/infiniband/{shlex.quote(device)} || {add}"
+            taking, giving, gone = (
+                f"remove soft-RoCE device {device}",
+                f"re-create soft-RoCE device {device} on {netdev}",
+                f"{device} removed",
+            )
             description = f"remove the RDMA device {device} of {executor.node}"
+            take_s, give_s = 120, 60  # rxe waits for its QPs to go
         else:
-            up = f"ip link set dev {shlex.quote(netdev)} up"
-
-            def inject() -> None:
-                log_step(executor.node, f"set {netdev} down (fault injection)")
-                self.journal.record_command(executor, f"{netdev} down", up)  # teardown brings it back
-                executor.run(f"ip link set dev {shlex.quote(netdev)} down", timeout=30)
-
-            def bring_back() -> None:
-                log_step(executor.node, f"set {netdev} up")
-                executor.run(up, timeout=30)
-
+            take = f"ip link set dev {shlex.quote(netdev)} down"
+            give = f"ip link set dev {shlex.quote(netdev)} up"
+            taking, giving, gone = f"set {netdev} down", f"set {netdev} up", f"{netdev} down"
             description = f"set {netdev} on {executor.node} down"
+            take_s = give_s = 30
+
+        def inject() -> None:
+            log_step(executor.node, f"{taking} (fault injection)")
+            self.journal.record_command(executor, gone, give)  # teardown brings it back
+            executor.run(take, timeout=take_s)
+
+        def bring_back() -> None:
+            log_step(executor.node, giving)
+            executor.run(give, timeout=give_s)
 
         def repair() -> None:
             bring_back()
