@@ -46,7 +46,6 @@ from fabqual.lab import EmulatedLab
 from fabqual.links.base import LinkContext, driver_for
 from fabqual.links.handles import NvmeNamespace, RdmaPair
 from fabqual.tools.fio import run_fio
-from fabqual.tools.perftest import run_perftest
 from fabqual.topology import load_topology
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nvme.json"
@@ -154,18 +153,7 @@ def main() -> int:
             print(rw, bs, qd, results[f"fio_{rw}_{bs}_qd{qd}_iops"], flush=True)
 
         def ours_bw() -> float:
-            return run_perftest(
-                pair.server.executor,
-                pair.client.executor,
-                test="ib_write_bw",
-                device=pair.server.device,
-                gid_index=pair.server.gid_index,
-                client_device=pair.client.device,
-                client_gid_index=pair.client.gid_index,
-                server_address=pair.server.address,
-                size=PERFTEST_SIZE,
-                iterations=args.iterations,
-            ).bw_gbps
+            return pair.perftest("ib_write_bw", size=PERFTEST_SIZE, iterations=args.iterations).bw_gbps
 
         results["ib_write_bw_64k_gbps"] = compare(args.rounds, ours_bw, lambda: write_bw_by_hand(pair, args.iterations))
         print("ib_write_bw", results["ib_write_bw_64k_gbps"], flush=True)

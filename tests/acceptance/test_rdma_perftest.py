@@ -13,7 +13,6 @@ import os
 import pytest
 
 from fabqual.links.handles import RdmaPair
-from fabqual.tools.perftest import run_perftest
 from fabqual.topology.model import Link
 
 ITERATIONS_ENV = "FABQUAL_PERFTEST_ITERATIONS"  # emulated links are slow: keep runs short there
@@ -25,18 +24,7 @@ def iterations(link: Link, default_hw: int = 5000, default_emulated: int = 200) 
 
 
 def _run(rdma_pair: RdmaPair, test: str, size: int, link: Link):  # type: ignore[no-untyped-def]
-    return run_perftest(
-        rdma_pair.server.executor,
-        rdma_pair.client.executor,
-        test=test,
-        device=rdma_pair.server.device,
-        gid_index=rdma_pair.server.gid_index,
-        client_device=rdma_pair.client.device,
-        client_gid_index=rdma_pair.client.gid_index,
-        server_address=rdma_pair.server.address,
-        size=size,
-        iterations=iterations(link),
-    )
+    return rdma_pair.perftest(test, size=size, iterations=iterations(link))
 
 
 def _size_id(size: int) -> str:

@@ -31,7 +31,6 @@ from fabqual.lab.lab import EmulatedLab
 from fabqual.lab.topology import VCSIM_PASSWORD_ENV, add_pvrdma, free_tcp_port, lab_topology, render
 from fabqual.links.base import LinkContext, driver_for
 from fabqual.links.pvrdma import PvrdmaLink, VSphereSide, vsphere_plan
-from fabqual.tools.perftest import run_perftest
 from fabqual.topology.load import parse_topology
 from fabqual.topology.model import Rnic, Topology
 from fabqual.vsphere import vcsim
@@ -287,18 +286,7 @@ def test_pvrdma_link_end_to_end_on_the_lab(lab_executors: tuple[Topology, Callab
             assert re.fullmatch(r"0000:0000:0000:0000:0000:ffff:[0-9a-f]{4}:[0-9a-f]{4}", gid)
             assert end.netdev == "eth1" and end.rate_gbps
         assert "AddVirtualNic" in session.facts["vcenter_unsupported"]
-        result = run_perftest(
-            pair.server.executor,
-            pair.client.executor,
-            test="ib_write_lat",
-            device=pair.server.device,
-            gid_index=pair.server.gid_index,
-            client_device=pair.client.device,
-            client_gid_index=pair.client.gid_index,
-            server_address=pair.server.address,
-            size=2,
-            iterations=100,
-        )
+        result = pair.perftest("ib_write_lat", size=2, iterations=100)
         assert result.lat_typical_us and result.lat_typical_us > 0
     finally:
         link.down()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fabqual.executors.base import Executor
+from fabqual.tools.perftest import PerftestResult, run_perftest
 from fabqual.topology.model import Link
 
 
@@ -84,3 +85,19 @@ class RdmaPair:
         """The slower end's port rate: what a bandwidth threshold is a fraction of."""
         rates = [r for r in (self.server.rate_gbps, self.client.rate_gbps) if r]
         return min(rates) if rates else None
+
+    def perftest(self, test: str, *, size: int | None, iterations: int | None = None) -> PerftestResult:
+        """``test`` (ib_write_bw, ib_send_lat, ...) with its server on ``server`` and client on ``client``,
+        each on its own device and GID index."""
+        return run_perftest(
+            self.server.executor,
+            self.client.executor,
+            test=test,
+            device=self.server.device,
+            gid_index=self.server.gid_index,
+            client_device=self.client.device,
+            client_gid_index=self.client.gid_index,
+            server_address=self.server.address,
+            size=size,
+            iterations=iterations,
+        )
