@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, qlini_mode
+from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, target_mode_problem
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
 from fabqual.topology.model import DISCOVER, Link, Node, Topology, normalize_wwn
@@ -244,12 +244,8 @@ def _check_fc_link(executor: Executor, req: Requirement) -> tuple[str, str] | No
 
 def _check_target_mode(executor: Executor, req: Requirement) -> tuple[str, str] | None:
     port = fc_host_by_wwpn(executor, normalize_wwn(req.detail)) if req.detail not in ("", DISCOVER) else None
-    mode = qlini_mode(executor, port.host if port else None)
-    if mode is None:
-        return f"{req.name} is not loaded, so no FC port can be an LIO target", TARGET_MODE_FIX
-    if mode == "enabled":
-        return f"{req.name} runs with qlini_mode=enabled (initiator only): tcm_qla2xxx gets no port", TARGET_MODE_FIX
-    return None
+    why = target_mode_problem(executor, port.host if port else None)
+    return (f"{why}, so no FC port can be an LIO target", TARGET_MODE_FIX) if why else None
 
 
 def _version(text: str) -> tuple[int, ...] | None:

@@ -3,8 +3,8 @@
 :func:`parse_fc_hosts` is pure (a dump of the attribute files in, records out)
 so it is tested on dumps captured from real and FCoE ports; :func:`fc_hosts`
 makes the dump on a node. :func:`resolve_port` finds a topology ``Hba`` among
-them (:func:`pick_port` is its pure half). :func:`qlini_mode` tells whether a
-QLogic port may be an LIO target (tcm_qla2xxx).
+them (:func:`pick_port` is its pure half). :func:`qlini_mode` and
+:func:`target_mode_problem` tell whether a QLogic port may be an LIO target (tcm_qla2xxx).
 """
 
 from __future__ import annotations
@@ -143,4 +143,14 @@ def qlini_mode(executor: Executor, host: str | None = None) -> str | None:
         result = executor.run(f"cat {path}", timeout=30, check=False)
         if result.ok and result.stdout.strip():
             return parse_qlini_mode(result.stdout)
+    return None
+
+
+def target_mode_problem(executor: Executor, host: str | None = None) -> str | None:
+    """Why tcm_qla2xxx cannot take ``host``'s port (or any port) as a target here, or None."""
+    mode = qlini_mode(executor, host)
+    if mode is None:
+        return "qla2xxx is not loaded"
+    if mode == "enabled":
+        return "qla2xxx runs with qlini_mode=enabled (initiator only)"
     return None

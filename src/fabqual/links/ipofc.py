@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fabqual
-from fabqual.drivers.fc_host import TARGET_MODE_FIX, FcHostPort, qlini_mode, resolve_port
+from fabqual.drivers.fc_host import TARGET_MODE_FIX, FcHostPort, resolve_port, target_mode_problem
 from fabqual.drivers.fcoe import FcoeController, SoftFcoe, remote_ports, wait_fcp_target
 from fabqual.drivers.journal import Journal, write
 from fabqual.drivers.lio import Backstore, Lio, loop_wwn
@@ -109,9 +109,8 @@ def export_over_fc(
     model: str,
 ) -> ExportedLun:
     """A backstore of ``target`` exported through tcm_qla2xxx on its QLogic port to ``initiator``'s FC port."""
-    mode = qlini_mode(target, target_port.host)
-    if mode is None or mode == "enabled":
-        why = "qla2xxx is not loaded" if mode is None else "qla2xxx runs with qlini_mode=enabled (initiator only)"
+    why = target_mode_problem(target, target_port.host)
+    if why:
         raise LabError(
             f"{target.node}: {why}, so FC port {target_port.wwpn} cannot be an LIO target; {TARGET_MODE_FIX}"
         )
