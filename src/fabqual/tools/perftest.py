@@ -383,7 +383,8 @@ def run_perftest(
     if duration_s is not None:
         timeout_s = duration_s * (1 if size is not None else 23) + 60
     common: dict[str, Any] = {"size": size, "iterations": iterations, "duration_s": duration_s, "extra": extra}
-    for attempt in range(1, CALIBRATION_ATTEMPTS + 1):
+
+    def attempt() -> PerftestResult:
         this_port = port if port is not None else next(_ports)
         server_cmd = perftest_command(test, device=device, gid_index=gid_index, port=this_port, **common)
         client_cmd = perftest_command(
@@ -391,18 +392,24 @@ def run_perftest(
             device=client_device or device,
             gid_index=gid_index if client_gid_index is None else client_gid_index,
             port=this_port,
-            json_file=f"/tmp/fabqual-perftest-{this_port}.json" if out_json else None,
+            json_file=f"{_files(this_port)}.json" if out_json else None,
             server_address=server_address,
             **common,
         )
+        return _server_and_client(server, client, server_cmd, client_cmd, this_port, timeout_s, out_json)
+
+    for number in range(1, CALIBRATION_ATTEMPTS):
         try:
-            return _server_and_client(server, client, server_cmd, client_cmd, this_port, timeout_s, out_json)
+            return attempt()
         except ClockCalibrationError as error:
-            if attempt == CALIBRATION_ATTEMPTS:
-                raise
             first_line = str(error).splitlines()[0]
-            log_step(client.node, f"{first_line}; running {test} again ({attempt + 1}/{CALIBRATION_ATTEMPTS})")
-    raise AssertionError("unreachable")
+            log_step(client.node, f"{first_line}; running {test} again ({number + 1}/{CALIBRATION_ATTEMPTS})")
+    return attempt()
+
+
+def _files(port: int) -> str:
+    """Where one run keeps its server log and JSON report on the nodes (plus a suffix)."""
+    return f"/tmp/fabqual-perftest-{port}"
 
 
 def _server_and_client(
@@ -416,7 +423,7 @@ def _server_and_client(
 ) -> PerftestResult:
     """One run: the server in the background, the client against it, its report parsed; the server stopped."""
     test = server_cmd[0]
-    base = f"/tmp/fabqual-perftest-{port}"
+    base = _files(port)
     log_step(server.node, f"start {test} server on port {port}")
     started = server.run(
         f"nohup timeout {int(timeout_s) + 30} {command_text(server_cmd)} > {base}.server.log 2>&1 < /dev/null"
