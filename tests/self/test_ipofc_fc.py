@@ -98,10 +98,11 @@ def guests(ssh: dict[str, SshExecutor]) -> tuple[Executor, Executor]:
 
 def snapshot(node: Executor) -> dict[str, object]:
     """What a bring-up could leave on a node: LIO objects, fabrics, FC/SCSI hosts, files, links
-    (loaded modules stay loaded, as for every LIO fabric: target_core_mod's own entries are left out)."""
+    (loaded modules stay loaded, as for every LIO fabric: target_core_mod's own entries are left out,
+    and so are the empty class directories loading qla2xxx creates - the hosts in them count)."""
     out = node.run(
         f"ls {ROOT} 2>/dev/null | grep -vxE 'core|dbroot|version'; echo --;"
-        " ls /sys/class/fc_host /sys/class/scsi_host; echo --;"
+        " ls -d /sys/class/fc_host/* /sys/class/scsi_host/* 2>/dev/null; echo --;"
         " ls -d /var/tmp/fabqual-ipofc* 2>/dev/null; echo --; ip -o link show | cut -d: -f2; ip netns list",
         timeout=30,
     ).stdout
