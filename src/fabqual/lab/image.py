@@ -62,6 +62,7 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "python3",
     "procps",
     "tcmu-runner",
+    "dmsetup",  # a device-mapper holder over a scratch device: the scratch-safety self-test
 )
 
 # Kernel modules the lab uses; their hard dependencies are added by modprobe.
@@ -107,6 +108,9 @@ GUEST_MODULES: tuple[str, ...] = (
     "tun",
     "null_blk",
     "loop",
+    "ext4",  # scratch-safety self-test: a file system on a scratch device, mounted
+    "dm_mod",  # ... and a device-mapper holder over one
+    "scsi_debug",  # ... and a SCSI disk udev names under /dev/disk/by-id (wwn-, scsi-)
     "uio",
     "8021q",
     "autofs4",
