@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from fabqual.ipofc import vnet
 from fabqual.ipofc.tun import VNET_HDR_SIZE, Tun
 
 MTU = 1500
@@ -110,3 +111,22 @@ def test_tcp_crosses_in_super_packets_only_with_offload(relay: Relay) -> None:
     else:
         assert relay.largest <= MTU, f"record of {relay.largest} bytes over MTU {MTU} without offload"
     assert VNET_HDR_SIZE == 10
+
+
+def test_the_kernels_own_headers_pass_the_check(relay: Relay) -> None:
+    """Every record the host kernel's TUN hands out (TCP super-packets and plain ones) passes vnet.problem():
+    the check rejects only what a real kernel never writes."""
+    test_tcp_crosses_in_super_packets_only_with_offload(relay)
+    for tun in relay.tuns:
+        assert tun.invalid_vnet == {}, f"{tun.name} dropped kernel-made records: {tun.invalid_vnet}"
+
+
+def test_an_invalid_header_is_dropped_before_the_kernel_and_counted() -> None:
+    """With offload, a record whose virtio-net header names UDP GSO is never written: counted under gso_type."""
+    tun = Tun.open("fqtoffbad", offload=True)
+    try:
+        ipv4 = bytes([0x45]) + bytes(39)
+        assert not tun.write(vnet.encode(flags=1, gso_type=3, gso_size=100, csum_start=20, csum_offset=6) + ipv4)
+        assert tun.invalid_vnet == {"gso_type": 1} and tun.dropped_writes == 0
+    finally:
+        tun.close()

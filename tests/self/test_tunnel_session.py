@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from fabqual.ipofc import framing, scsi
 from fabqual.ipofc.dispatch import Dispatcher
 from fabqual.ipofc.scsi import Opcode, Status
-from fabqual.ipofc.session import InitiatorSession, Receiver, TargetSession
+from fabqual.ipofc.session import RESYNC_AFTER, InitiatorSession, Receiver, TargetSession
 from fabqual.testing.strategies import stateful_settings
 
 BLOCK = 512
@@ -282,3 +282,29 @@ def test_push_refuses_oversize_and_queue_overflow() -> None:
     assert session.push(b"x" * 2000) and not session.push(b"y" * 1001)
     stats = session.sender.stats
     assert (stats.dropped_oversize, stats.dropped_queue_full, stats.packets_queued) == (2, 1, 1)
+
+
+def test_out_of_order_bytes_are_bounded_and_the_gap_still_drains() -> None:
+    """Batches ahead of a gap are held only up to max_bytes; beyond it they are dropped and counted, and the
+    gap's own batch is always taken (it drains what waited)."""
+    clock = FakeClock()
+    rx = Receiver(clock, reorder_timeout=REORDER, max_bytes=10_000)
+    big = (b"x" * 4000,)
+    assert rx.accept(framing.Frame(1, big)) == [] and rx.accept(framing.Frame(2, big)) == []
+    assert rx.accept(framing.Frame(3, big)) == []  # would hold 12000 > 10000
+    assert (rx.stats.dropped_over_budget, rx.stats.dropped_over_budget_bytes, rx.pending_bytes) == (1, 4000, 8000)
+    assert rx.accept(framing.Frame(0, (b"y" * 9000,))) == [b"y" * 9000, *big, *big]
+    assert rx.pending_bytes == 0 and rx.expected == 3
+
+
+def test_a_displaced_sequence_is_followed_after_a_few_batches() -> None:
+    """A stream far behind the expected sequence (another sender moved it) is taken up after RESYNC_AFTER
+    batches; a single late retry a few behind is only counted as late."""
+    clock = FakeClock()
+    rx = Receiver(clock, reorder_timeout=REORDER)
+    rx.expected = 5000
+    assert rx.accept(framing.Frame(4990, (b"retry",))) == [] and rx.stats.late == 1
+    got = [rx.accept(framing.Frame(100 + i, (bytes([i]),))) for i in range(RESYNC_AFTER + 1)]
+    assert got[: RESYNC_AFTER - 1] == [[]] * (RESYNC_AFTER - 1)
+    assert got[RESYNC_AFTER - 1 :] == [[bytes([RESYNC_AFTER - 1])], [bytes([RESYNC_AFTER])]]
+    assert (rx.stats.resyncs, rx.stats.late) == (1, RESYNC_AFTER)

@@ -56,11 +56,19 @@ HEADER = Layout(
 )
 
 
-class FramingError(FieldError):
-    """A tunnel frame that does not decode; ``truncated`` when bytes are missing rather than wrong."""
+REJECT_KINDS = ("truncated", "header", "magic", "version", "total", "record", "padding", "trailing", "crc")
 
-    def __init__(self, message: str, byte: int, *, truncated: bool = False) -> None:
+
+class FramingError(FieldError):
+    """A tunnel frame that does not decode; ``truncated`` when bytes are missing rather than wrong.
+
+    ``kind`` (one of :data:`REJECT_KINDS`) says which check refused it, so a receiver can count
+    rejected frames by cause.
+    """
+
+    def __init__(self, message: str, byte: int, *, kind: str, truncated: bool = False) -> None:
         self.truncated = truncated
+        self.kind = "truncated" if truncated else kind
         super().__init__(message, byte)
 
 
@@ -124,50 +132,68 @@ def decode_frame(buf: bytes | bytearray | memoryview, *, max_packet: int = MAX_P
     """Decode one frame from the start of ``buf``, checking every length before using it."""
     view = memoryview(buf)
     if len(view) < HEADER_SIZE:
-        raise FramingError(f"tunnel frame truncated: {len(view)} bytes, header needs {HEADER_SIZE}", 0, truncated=True)
+        raise FramingError(
+            f"tunnel frame truncated: {len(view)} bytes, header needs {HEADER_SIZE}",
+            0,
+            kind="truncated",
+            truncated=True,
+        )
     try:
         h = HEADER.unpack(view[:HEADER_SIZE])
     except FieldError as err:
-        raise FramingError(f"tunnel frame header: {err}", err.byte) from None
+        raise FramingError(f"tunnel frame header: {err}", err.byte, kind="header") from None
     if h["magic"] != MAGIC:
-        raise FramingError(f"tunnel frame magic 0x{h['magic']:08x} is not 0x{MAGIC:08x} ('IPFC')", 0)
+        raise FramingError(f"tunnel frame magic 0x{h['magic']:08x} is not 0x{MAGIC:08x} ('IPFC')", 0, kind="magic")
     if h["version"] != VERSION:
-        raise FramingError(f"tunnel frame version {h['version']} is not {VERSION}", 4)
+        raise FramingError(f"tunnel frame version {h['version']} is not {VERSION}", 4, kind="version")
     total = h["total"]
     tail = CRC_SIZE if h["crc"] else 0
     if total < HEADER_SIZE + tail:
-        raise FramingError(f"tunnel frame total length {total} is shorter than its header", 12)
+        raise FramingError(f"tunnel frame total length {total} is shorter than its header", 12, kind="total")
     if total > len(view):
         raise FramingError(
-            f"tunnel frame total length {total} exceeds the {len(view)} bytes received", 12, truncated=True
+            f"tunnel frame total length {total} exceeds the {len(view)} bytes received",
+            12,
+            kind="total",
+            truncated=True,
         )
     end = total - tail
     packets: list[bytes] = []
     pos = HEADER_SIZE
     for index in range(h["count"]):
         if end - pos < RECORD_PREFIX:
-            raise FramingError(f"tunnel frame: record {index} of {h['count']} starts past the frame end", pos)
+            raise FramingError(
+                f"tunnel frame: record {index} of {h['count']} starts past the frame end", pos, kind="record"
+            )
         length = int.from_bytes(view[pos : pos + RECORD_PREFIX], "big")
         if not 1 <= length <= max_packet:
-            raise FramingError(f"tunnel frame: record {index} length {length} outside 1..{max_packet}", pos)
+            raise FramingError(
+                f"tunnel frame: record {index} length {length} outside 1..{max_packet}", pos, kind="record"
+            )
         start = pos + RECORD_PREFIX
         stop = start + length
         nxt = start + ((length + 3) & ~3)
         if nxt > end:
             raise FramingError(
-                f"tunnel frame: record {index} length {length} at offset {pos} runs past the frame end {end}", pos
+                f"tunnel frame: record {index} length {length} at offset {pos} runs past the frame end {end}",
+                pos,
+                kind="record",
             )
         if any(view[stop:nxt]):
-            raise FramingError(f"tunnel frame: record {index} padding is not zero", stop)
+            raise FramingError(f"tunnel frame: record {index} padding is not zero", stop, kind="padding")
         packets.append(bytes(view[start:stop]))
         pos = nxt
     if pos != end:
-        raise FramingError(f"tunnel frame: {end - pos} bytes after the last of {h['count']} records", pos)
+        raise FramingError(
+            f"tunnel frame: {end - pos} bytes after the last of {h['count']} records", pos, kind="trailing"
+        )
     if tail:
         want = int.from_bytes(view[end:total], "big")
         got = zlib.crc32(view[HEADER_SIZE:end])
         if want != got:
-            raise FramingError(f"tunnel frame CRC-32 0x{want:08x} does not match the records (0x{got:08x})", end)
+            raise FramingError(
+                f"tunnel frame CRC-32 0x{want:08x} does not match the records (0x{got:08x})", end, kind="crc"
+            )
     return Frame(h["seq"], tuple(packets), bool(h["more"]), bool(h["crc"]))
 
 

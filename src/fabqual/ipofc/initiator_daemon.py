@@ -19,8 +19,13 @@ held READ after 1 s).
 
 Prints one line ``ready initiator sg=/dev/sgN tun=IFNAME max_transfer=N`` on
 stdout when running. SIGTERM/SIGINT: the workers stop after their current
-command (a held READ returns within the target's hold time), the TUN is detached;
-exit status 0. Errors go to ``--log`` (default stderr).
+command (a held READ returns within the target's hold time), the TUN is detached,
+the counters logged (``stopped: {json}``); exit status 0. SIGUSR1 logs them now
+(``counters {json}``). Errors go to ``--log`` (default stderr).
+
+What the receiver holds out of order is bounded by 4 x the bytes the READs in
+flight can carry (``--inflight-reads`` x max transfer); a batch beyond that is
+dropped and counted (``session.py``).
 
 Threads: one reads the TUN device into the session's queue; ``--inflight-writes``
 workers each take a batch and WRITE it (blocking SG_IO in its own thread — the
@@ -34,6 +39,7 @@ the receiver's reorder timeout.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -58,6 +64,7 @@ OFFLOAD_MIN_TRANSFER = (
     -(-(framing.HEADER_SIZE + framing.RECORD_PREFIX + framing.MAX_PACKET + framing.CRC_SIZE) // BLOCK) * BLOCK
 )
 WRITE_RETRIES = 3
+REORDER_MULTIPLE = 4  # out-of-order bytes held: this many times what the READs in flight carry
 log = logging.getLogger("fabqual.ipofc.initiator")
 
 
@@ -94,12 +101,31 @@ class InitiatorDaemon:
         self.queued = threading.Condition(self.lock)
         self.stopping = threading.Event()
         self.errors = {"read": 0, "write": 0, "write_lost": 0, "bad_frame": 0}
+        self.report_due = threading.Event()
         self.synchronised = False
         self.resync_margin = 64  # beyond any reordering among at most 16 READs in flight
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         # No lock here (a signal handler must not wait on a worker): writers poll the event.
         self.stopping.set()
+
+    def report(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        self.report_due.set()  # logged by the main loop: a signal handler must not take the logging lock
+
+    def counters(self) -> dict[str, object]:
+        """Everything counted so far, for the ``counters``/``stopped`` log lines."""
+        with self.lock:
+            return {
+                "errors": dict(self.errors),
+                "receiver": dict(vars(self.session.receiver.stats)),
+                "reorder_bytes": {
+                    "held": self.session.receiver.pending_bytes,
+                    "limit": self.session.receiver.max_bytes,
+                },
+                "sender": dict(vars(self.session.sender.stats)),
+                "tun_write_drops": self.tun.dropped_writes,
+                "invalid_vnet": dict(self.tun.invalid_vnet),
+            }
 
     # --- TUN → session ----------------------------------------------------------------
     def tun_reader(self) -> None:
@@ -231,6 +257,9 @@ class InitiatorDaemon:
         for thread in threads:
             thread.start()
         while not self.stopping.wait(1.0):
+            if self.report_due.is_set():
+                self.report_due.clear()
+                log.info("counters %s", json.dumps(self.counters(), sort_keys=True))
             if not all(t.is_alive() for t in threads):
                 dead = [t.name for t in threads if not t.is_alive()]
                 log.error("worker threads %s died; stopping", dead)
@@ -239,20 +268,7 @@ class InitiatorDaemon:
         deadline = time.monotonic() + 3.0  # a held READ returns within the target's hold time
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        s, r = self.session.sender.stats, self.session.receiver.stats
-        log.info(
-            "stopped: sent %d packets in %d frames; received %d packets in %d frames (%d empty), %d lost frames,"
-            " %d duplicates; errors %s; %d TUN write drops",
-            s.packets_sent,
-            s.frames_sent,
-            r.packets_delivered,
-            r.frames,
-            r.empty_frames,
-            r.lost_frames,
-            r.duplicates,
-            self.errors,
-            self.tun.dropped_writes,
-        )
+        log.info("stopped: %s", json.dumps(self.counters(), sort_keys=True))
 
 
 def describe(result: sg_io.SgResult) -> str:
@@ -320,11 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     except FabqualError as err:
         log.error("%s", err)
         return 1
-    session = InitiatorSession(crc=args.crc)
+    session = InitiatorSession(crc=args.crc, reorder_bytes=REORDER_MULTIPLE * args.inflight_reads * max_transfer)
     session.sender.next_seq = random.randrange(framing.SEQ_MODULUS)  # see announce()
     daemon = InitiatorDaemon(sg, tun, session, max_transfer=max_transfer, timeout_ms=int(args.timeout * 1000))
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
+    signal.signal(signal.SIGUSR1, daemon.report)
     try:
         daemon.announce()
     except FabqualError as err:

@@ -3,11 +3,16 @@
 Pure (the clock is injected). Both ends have a :class:`Sender` (outbound packet
 queue, batch sequence numbers) and a :class:`Receiver` (reorders batches by
 sequence number, drops duplicates, declares a gap lost after a timeout or when it
-outgrows the window). The target end (:class:`TargetSession`) also *holds* READs
-while it has nothing to send and answers them when packets arrive, or releases
-them empty before their deadline so the initiator's and the kernel's command
-timeouts (30 s) never fire. The initiator end (:class:`InitiatorSession`) keeps
-several READs and WRITEs in flight; the runtimes decide how many.
+outgrows the window). What a receiver holds out of order is bounded twice: at most
+``window`` batches and at most ``max_bytes`` of packets; a batch beyond either bound
+that does not fill the gap is dropped and counted (``dropped_over_budget``), so a peer
+that sends maximum-size WRITEs and never the batch in the gap cannot make an end hold
+more than its budget (a frame count alone allowed 256 x 4 MiB).
+
+The target end (:class:`TargetSession`) also *holds* READs while it has nothing
+to send and answers them when packets arrive, or releases them empty before their
+deadline so the initiator's and the kernel's command timeouts (30 s) never fire.
+The initiator end (:class:`InitiatorSession`) keeps several READs and WRITEs in flight; the runtimes decide how many.
 """
 
 from __future__ import annotations
@@ -98,17 +103,37 @@ class ReceiverStats:
     late: int = 0
     lost_frames: int = 0
     resyncs: int = 0
+    dropped_over_budget: int = 0
+    dropped_over_budget_bytes: int = 0
+
+
+# Batches this far behind the expected sequence cannot be reordering among the at most 16
+# commands in flight: the peer restarted or another sender moved our sequence. After this many
+# of them in a row the receiver follows the peer (an isolated late retry never triggers it).
+RESYNC_MARGIN = 64
+RESYNC_AFTER = 4
+DEFAULT_REORDER_BYTES = 16 << 20  # 4 x (4 WRITEs in flight x 1 MiB), the initiator's defaults
 
 
 class Receiver:
     """Restores batch order by sequence number; drops duplicates; skips gaps declared lost."""
 
-    def __init__(self, clock: Clock, *, window: int = 256, reorder_timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        window: int = 256,
+        reorder_timeout: float = 0.5,
+        max_bytes: int = DEFAULT_REORDER_BYTES,
+    ) -> None:
         self.clock = clock
         self.window = window
         self.reorder_timeout = reorder_timeout
+        self.max_bytes = max_bytes
         self.expected = 0
         self.pending: dict[int, tuple[tuple[bytes, ...], float]] = {}
+        self.pending_bytes = 0
+        self.far_behind = 0  # consecutive batches far behind the expected sequence
         self.stats = ReceiverStats()
 
     def _ahead(self, seq: int) -> int:
@@ -122,21 +147,39 @@ class Receiver:
         ahead = self._ahead(frame.seq)
         if ahead >= framing.SEQ_MODULUS // 2:
             self.stats.late += 1  # already delivered, or its gap was declared lost
-            return []
+            if framing.SEQ_MODULUS - ahead <= RESYNC_MARGIN:
+                self.far_behind = 0
+                return []
+            self.far_behind += 1
+            if self.far_behind < RESYNC_AFTER:
+                return []
+            self.stats.late -= 1
+            self.resync(frame.seq)
+            ahead = 0
+        self.far_behind = 0
         if frame.seq in self.pending:
             self.stats.duplicates += 1
             return []
-        self.stats.frames += 1
-        self.pending[frame.seq] = (frame.packets, self.clock())
         out: list[bytes] = []
         if ahead >= self.window:  # too far ahead: the frames in between are not coming
             self._skip_to((frame.seq - self.window + 1) % framing.SEQ_MODULUS, out)
+            ahead = self._ahead(frame.seq)
+        size = sum(len(p) for p in frame.packets)
+        if ahead and self.pending_bytes + size > self.max_bytes:
+            self.stats.dropped_over_budget += 1  # the gap's own batch is never refused: it drains the rest
+            self.stats.dropped_over_budget_bytes += size
+            return out
+        self.stats.frames += 1
+        self.pending[frame.seq] = (frame.packets, self.clock())
+        self.pending_bytes += size
         self._drain(out)
         return out
 
     def resync(self, seq: int) -> None:
         """The peer restarted its sequence (a new daemon): expect ``seq`` next, forget what waited."""
         self.pending.clear()
+        self.pending_bytes = 0
+        self.far_behind = 0
         self.expected = seq % framing.SEQ_MODULUS
         self.stats.resyncs += 1
 
@@ -179,6 +222,7 @@ class Receiver:
 
     def _deliver(self, seq: int, out: list[bytes]) -> None:
         packets, _ = self.pending.pop(seq)
+        self.pending_bytes -= sum(len(p) for p in packets)
         out.extend(packets)
         self.stats.packets_delivered += len(packets)
         self.expected = (seq + 1) % framing.SEQ_MODULUS
@@ -204,11 +248,12 @@ class TargetSession:
         crc: bool = False,
         queue_limit: int = 8 << 20,
         reorder_timeout: float = 0.5,
+        reorder_bytes: int = DEFAULT_REORDER_BYTES,
     ) -> None:
         self.clock = clock
         self.hold_time = hold_time
         self.sender = Sender(queue_limit=queue_limit, crc=crc)
-        self.receiver = Receiver(clock, reorder_timeout=reorder_timeout)
+        self.receiver = Receiver(clock, reorder_timeout=reorder_timeout, max_bytes=reorder_bytes)
         self.held: OrderedDict[int, HeldRead] = OrderedDict()
         self.inbound: deque[bytes] = deque()
 
@@ -272,10 +317,11 @@ class InitiatorSession:
         crc: bool = False,
         queue_limit: int = 8 << 20,
         reorder_timeout: float = 0.5,
+        reorder_bytes: int = DEFAULT_REORDER_BYTES,
     ) -> None:
         self.clock = clock
         self.sender = Sender(queue_limit=queue_limit, crc=crc)
-        self.receiver = Receiver(clock, reorder_timeout=reorder_timeout)
+        self.receiver = Receiver(clock, reorder_timeout=reorder_timeout, max_bytes=reorder_bytes)
 
     def push(self, packet: bytes) -> bool:
         """An outbound packet from the TUN device."""

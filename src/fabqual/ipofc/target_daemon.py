@@ -5,7 +5,7 @@ Command line (stable; the link driver starts it in the background on the target 
     python3 -m fabqual.ipofc.target_daemon
         (--backstore NAME | --uio /dev/uioN | --uio auto)
         --tun IFNAME [--address CIDR] [--mtu N]
-        [--hold SECONDS] [--crc] [--log FILE] [--verbose]
+        [--hold SECONDS] [--crc] [--offload] [--reorder-bytes N] [--log FILE] [--verbose]
 
 ``--backstore NAME`` serves the ``user_*/NAME`` backstore; ``--uio auto`` the only
 TCMU device whose ``dev_config`` is ``fabqual/<cfg>``. The handler name agreed with
@@ -15,11 +15,19 @@ refuses a UIO device of another handler. ``--tun`` attaches to an existing TUN
 device (made with ``ip tuntap add``; it stays) or creates one (removed on exit);
 ``--address``/``--mtu`` are applied when given. ``--hold`` is how long a READ is
 held waiting for packets (default 1 s: far below the initiator's and LIO's 30 s
-command timeouts). ``--crc`` adds a CRC-32 to every frame sent.
+command timeouts). ``--crc`` adds a CRC-32 to every frame sent. ``--reorder-bytes``
+bounds the packet bytes held out of order (default 16 MiB, 4 x what the initiator's
+default 4 WRITEs of 1 MiB carry): a batch beyond it that does not fill the gap is
+dropped and counted, so a peer sending maximum-size WRITEs that never complete a
+sequence cannot grow the daemon (``session.py``).
 
 Prints one line ``ready target uio=/dev/uioN tun=IFNAME`` on stdout when serving.
 SIGTERM/SIGINT: every held READ is completed (empty frame), the ring is drained,
-the TUN detached; exit status 0. Errors go to ``--log`` (default stderr), one line
+the TUN detached, the counters logged (``stopped: {json}``); exit status 0. SIGUSR1
+logs the counters now (``counters {json}``): WRITE frames rejected by cause
+(``rejected_frames``, the kinds of ``framing.REJECT_KINDS``), the receiver's
+late/duplicate/lost/over-budget batches, TUN write drops and invalid virtio-net
+headers by field. Errors go to ``--log`` (default stderr), one line
 each; a fatal one exits with status 1.
 
 Single-threaded: one ``select`` on the UIO fd (the kernel posted commands) and the
@@ -30,6 +38,7 @@ completed out of order (TCMU CAP_OOOC) so several can be held at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -42,11 +51,12 @@ from types import FrameType
 from fabqual.errors import CodecError, FabqualError
 from fabqual.ipofc import framing, scsi
 from fabqual.ipofc.dispatch import Dispatcher, Response
-from fabqual.ipofc.session import TargetSession
+from fabqual.ipofc.session import DEFAULT_REORDER_BYTES, TargetSession
 from fabqual.ipofc.tcmu import Command, TaskManagement, TcmuDevice
 from fabqual.ipofc.tun import Tun
 
 HANDLER = "fabqual"
+REORDER_BYTES_RANGE = (64 << 10, 1 << 30)
 WAKE_INTERVAL = 0.5  # upper bound on a select: a signal's flag is seen even when nothing else happens
 log = logging.getLogger("fabqual.ipofc.target")
 
@@ -65,8 +75,16 @@ class SyncingPath:
 
     def __init__(self, session: TargetSession) -> None:
         self.session = session
+        self.rejected: dict[str, int] = {}  # framing.REJECT_KINDS -> WRITE frames answered CHECK CONDITION
 
     def write(self, payload: bytes) -> None:
+        try:
+            self._write(payload)
+        except framing.FramingError as err:
+            self.rejected[err.kind] = self.rejected.get(err.kind, 0) + 1
+            raise
+
+    def _write(self, payload: bytes) -> None:
         if payload[6:8] == b"\0\0":  # count 0: decode fully (checks magic etc.) and resync
             frame = framing.decode_frame(payload)
             if frame.seq != self.session.receiver.expected:
@@ -91,13 +109,30 @@ class TargetDaemon:
         self.ring = device.ring
         self.tun = tun
         self.session = session
-        self.dispatcher = Dispatcher(data_path=SyncingPath(session))
+        self.path = SyncingPath(session)
+        self.dispatcher = Dispatcher(data_path=self.path)
         self.held: dict[int, Command] = {}  # READs the session holds, to scatter into when they complete
         self.stopping = False
+        self.report_due = False
         self.commands = 0
 
     def stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         self.stopping = True
+
+    def report(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        self.report_due = True  # logged by the loop: a signal handler must not take the logging lock
+
+    def counters(self) -> dict[str, object]:
+        """Everything counted so far, for the ``counters``/``stopped`` log lines."""
+        return {
+            "commands": self.commands,
+            "rejected_frames": dict(self.path.rejected),
+            "receiver": vars(self.session.receiver.stats),
+            "reorder_bytes": {"held": self.session.receiver.pending_bytes, "limit": self.session.receiver.max_bytes},
+            "sender": vars(self.session.sender.stats),
+            "tun_write_drops": self.tun.dropped_writes,
+            "invalid_vnet": dict(self.tun.invalid_vnet),
+        }
 
     def run(self) -> None:
         if not self.ring.out_of_order:
@@ -117,6 +152,9 @@ class TargetDaemon:
                 for packet in self.tun.read_packets():
                     self.session.push(packet)
             self.flush()
+            if self.report_due:
+                self.report_due = False
+                log.info("counters %s", json.dumps(self.counters(), sort_keys=True))
         self.shutdown()
 
     def service_ring(self) -> None:
@@ -192,20 +230,7 @@ class TargetDaemon:
             moved |= self._complete_held(cmd_id, self.empty_frame())
         if moved:
             self.device.kick()
-        s, r = self.session.sender.stats, self.session.receiver.stats
-        log.info(
-            "stopped: %d commands; sent %d packets in %d frames (%d empty); received %d packets in %d frames,"
-            " %d lost frames, %d duplicates; %d TUN write drops",
-            self.commands,
-            s.packets_sent,
-            s.frames_sent,
-            s.empty_frames_sent,
-            r.packets_delivered,
-            r.frames,
-            r.lost_frames,
-            r.duplicates,
-            self.tun.dropped_writes,
-        )
+        log.info("stopped: %s", json.dumps(self.counters(), sort_keys=True))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -219,6 +244,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=1.0, help="seconds a READ is held waiting for packets")
     parser.add_argument("--crc", action="store_true", help="CRC-32 on every frame sent")
     parser.add_argument("--offload", action="store_true", help="TUN checksum/TSO offload (the initiator must match)")
+    parser.add_argument(
+        "--reorder-bytes", type=int, default=DEFAULT_REORDER_BYTES, help="packet bytes held out of order at most"
+    )
     parser.add_argument("--log", help="log file (default: stderr)")
     parser.add_argument("--verbose", action="store_true", help="log every command")
     return parser.parse_args(argv)
@@ -238,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.05 <= args.hold <= 20:
         log.error("--hold %s outside 0.05..20 s (the initiator's command timeout is 30 s)", args.hold)
         return 1
+    if not REORDER_BYTES_RANGE[0] <= args.reorder_bytes <= REORDER_BYTES_RANGE[1]:
+        log.error("--reorder-bytes %d outside %d..%d", args.reorder_bytes, *REORDER_BYTES_RANGE)
+        return 1
     try:
         if args.backstore:
             device = TcmuDevice.find(args.backstore)
@@ -252,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     except FabqualError as err:
         log.error("%s", err)
         return 1
-    session = TargetSession(hold_time=args.hold, crc=args.crc)
+    session = TargetSession(hold_time=args.hold, crc=args.crc, reorder_bytes=args.reorder_bytes)
     # A random first sequence number: a restarted target is far from what the initiator expects,
     # which the initiator recognises (see initiator_daemon) instead of dropping batches as stale.
     session.sender.next_seq = random.randrange(framing.SEQ_MODULUS)
     daemon = TargetDaemon(device, tun, session)
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
+    signal.signal(signal.SIGUSR1, daemon.report)
     print(f"ready target uio=/dev/{device.uio} tun={tun.name}", flush=True)
     log.info("serving /dev/%s (%s) on TUN %s", device.uio, device.name(), tun.name)
     try:

@@ -11,7 +11,9 @@ the daemons handle one by one. Both ends must agree (the link driver sets both).
 Stdlib only (runs in the lab guests). :meth:`Tun.open` attaches to an existing
 persistent device (``ip tuntap add dev NAME mode tun``, as the link driver makes
 it, already addressed) or creates a transient one that vanishes when the last fd
-closes. MTU, address and link state go through ``ip`` so IPv4 and IPv6 behave the
+closes. With offload, the virtio-net header of every packet from the peer is checked
+(``vnet.py``) before ``write()``: an invalid one is dropped and counted by reason in
+``invalid_vnet``. MTU, address and link state go through ``ip`` so IPv4 and IPv6 behave the
 same; all of it applies to the network namespace the process runs in.
 """
 
@@ -24,6 +26,7 @@ import struct
 import subprocess
 
 from fabqual.errors import DriverError
+from fabqual.ipofc import vnet
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -31,7 +34,7 @@ IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
-VNET_HDR_SIZE = 10  # struct virtio_net_hdr, the TUN default (TUNSETVNETHDRSZ)
+VNET_HDR_SIZE = vnet.SIZE  # struct virtio_net_hdr, the TUN default (TUNSETVNETHDRSZ)
 IFNAMSIZ = 16
 MAX_IP_PACKET = 65536  # the largest IP packet (or GSO super-packet); any MTU the device may get fits
 READ_SIZE = MAX_IP_PACKET + VNET_HDR_SIZE
@@ -65,6 +68,7 @@ class Tun:
         self.created = created  # False: a persistent device someone else owns and removes
         self.offload = offload  # packets carry a virtio-net header; TCP comes as super-packets
         self.dropped_writes = 0
+        self.invalid_vnet: dict[str, int] = {}  # reason -> packets dropped before the kernel saw them
 
     @classmethod
     def open(cls, name: str, *, mtu: int | None = None, address: str | None = None, offload: bool = False) -> Tun:
@@ -123,7 +127,14 @@ class Tun:
         return out
 
     def write(self, packet: bytes) -> bool:
-        """Hand one packet to the stack; False (counted) when the kernel refuses it (malformed, no buffer)."""
+        """Hand one packet to the stack; False (counted) when its virtio-net header is invalid or the kernel
+        refuses it (malformed, no buffer)."""
+        if self.offload:
+            why = vnet.problem(packet)
+            if why is not None:
+                reason = why.split(":", 1)[0]
+                self.invalid_vnet[reason] = self.invalid_vnet.get(reason, 0) + 1
+                return False
         try:
             os.write(self.fd, packet)
         except OSError:

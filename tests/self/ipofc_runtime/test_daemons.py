@@ -92,3 +92,15 @@ def test_announcement_that_is_not_a_frame_is_rejected() -> None:
     bad[0] ^= 0xFF
     with pytest.raises(CodecError):
         path.write(bytes(bad))
+
+
+def test_rejected_write_frames_are_counted_by_cause() -> None:
+    """Every WRITE frame the target refuses is counted under the check that refused it (magic, CRC, truncated)."""
+    path = target_daemon.SyncingPath(TargetSession())
+    good = framing.encode_frame(framing.Frame(0, (b"packet",), crc=True))
+    bad_crc = good[:-1] + bytes([good[-1] ^ 1])
+    for payload in (b"IPFC", b"XXXX" + good[4:], bad_crc, bad_crc):
+        with pytest.raises(CodecError):
+            path.write(payload)
+    assert path.rejected == {"truncated": 1, "magic": 1, "crc": 2}
+    assert set(path.rejected) <= set(framing.REJECT_KINDS)
