@@ -18,6 +18,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,13 +118,15 @@ def teardown(t: OneGuestTunnel) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def tunnel(topology: Topology) -> Iterator[OneGuestTunnel]:
+@contextmanager
+def one_guest_tunnel(topology: Topology, *, offload: bool = False, target_args: str = "") -> Iterator[OneGuestTunnel]:
+    """Both daemons on tgt over tcm_loop, each in its namespace; removed again whatever happens."""
     from fabqual.executors.ssh import SshExecutor
 
     node = SshExecutor.for_node(topology.node("tgt"))
     tag = secrets.token_hex(3)
     t = OneGuestTunnel(node, tag, f"/var/tmp/fqlv-{tag}")
+    flag = " --offload" if offload else ""
     try:
         upload(node, t.directory)
         t.run("modprobe target_core_user && modprobe tcm_loop && modprobe tun && modprobe sg", timeout=60)
@@ -140,7 +143,7 @@ def tunnel(topology: Topology) -> Iterator[OneGuestTunnel]:
             t,
             0,
             "fabqual.ipofc.target_daemon",
-            f"--backstore fqlv_{tag} --tun fqlv0 --address {TEST_NET[0]}/30 --mtu 1500",
+            f"--backstore fqlv_{tag} --tun fqlv0 --address {TEST_NET[0]}/30 --mtu 1500{flag} {target_args}",
             "target",
         )
         # Nexus before the LUN: the LUN's creation scans the host, and a scan without a nexus finds nothing.
@@ -156,13 +159,20 @@ def tunnel(topology: Topology) -> Iterator[OneGuestTunnel]:
             t,
             1,
             "fabqual.ipofc.initiator_daemon",
-            f"--sg {t.sg} --tun fqlv1 --address {TEST_NET[1]}/30 --mtu 1500 --inflight-reads 4 --inflight-writes 4",
+            f"--sg {t.sg} --tun fqlv1 --address {TEST_NET[1]}/30 --mtu 1500 --inflight-reads 4 --inflight-writes 4"
+            f"{flag}",
             "initiator",
         )
         yield t
     finally:
         teardown(t)
         node.close()
+
+
+@pytest.fixture(scope="module")
+def tunnel(topology: Topology) -> Iterator[OneGuestTunnel]:
+    with one_guest_tunnel(topology) as t:
+        yield t
 
 
 def find_sg(t: OneGuestTunnel, timeout: float = 60.0) -> str:

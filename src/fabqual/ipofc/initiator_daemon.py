@@ -77,14 +77,24 @@ def write_cdb(blocks: int) -> bytes:
 
 
 def host_max_transfer(sg: str, sysfs: Path = Path("/sys/class/scsi_generic")) -> int | None:
-    """The SCSI host's ``max_sectors`` times 512 for ``/dev/sgN``, or None when sysfs does not say."""
+    """The largest SG_IO transfer the SCSI host of ``/dev/sgN`` takes, or None when sysfs does not say.
+
+    Its ``max_sectors`` x 512, and at most ``sg_tablesize`` pages: SG_IO maps the caller's
+    buffer page by page, so on tcm_loop (256 segments) a 4 MiB command fails with EINVAL.
+    """
     device = (sysfs / Path(sg).name / "device").resolve()
     for parent in device.parents:
         if parent.name.startswith("host"):
+            host = Path("/sys/class/scsi_host") / parent.name
             try:
-                return int((Path("/sys/class/scsi_host") / parent.name / "max_sectors").read_text()) * BLOCK
+                limit = int((host / "max_sectors").read_text()) * BLOCK
             except (OSError, ValueError):
                 return None
+            try:
+                segments = int((host / "sg_tablesize").read_text())
+            except (OSError, ValueError):
+                return limit
+            return min(limit, segments * os.sysconf("SC_PAGE_SIZE")) if segments > 0 else limit
     return None
 
 

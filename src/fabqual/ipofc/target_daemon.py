@@ -5,7 +5,8 @@ Command line (stable; the link driver starts it in the background on the target 
     python3 -m fabqual.ipofc.target_daemon
         (--backstore NAME | --uio /dev/uioN | --uio auto)
         --tun IFNAME [--address CIDR] [--mtu N]
-        [--hold SECONDS] [--crc] [--offload] [--reorder-bytes N] [--log FILE] [--verbose]
+        [--hold SECONDS] [--crc] [--offload]
+        [--reorder-bytes N] [--reorder-timeout SECONDS] [--log FILE] [--verbose]
 
 ``--backstore NAME`` serves the ``user_*/NAME`` backstore; ``--uio auto`` the only
 TCMU device whose ``dev_config`` is ``fabqual/<cfg>``. The handler name agreed with
@@ -19,7 +20,8 @@ command timeouts). ``--crc`` adds a CRC-32 to every frame sent. ``--reorder-byte
 bounds the packet bytes held out of order (default 16 MiB, 4 x what the initiator's
 default 4 WRITEs of 1 MiB carry): a batch beyond it that does not fill the gap is
 dropped and counted, so a peer sending maximum-size WRITEs that never complete a
-sequence cannot grow the daemon (``session.py``).
+sequence cannot grow the daemon (``session.py``); ``--reorder-timeout`` (default
+0.5 s) is how long a gap may wait before its batch is declared lost.
 
 Prints one line ``ready target uio=/dev/uioN tun=IFNAME`` on stdout when serving.
 SIGTERM/SIGINT: every held READ is completed (empty frame), the ring is drained,
@@ -247,6 +249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reorder-bytes", type=int, default=DEFAULT_REORDER_BYTES, help="packet bytes held out of order at most"
     )
+    parser.add_argument("--reorder-timeout", type=float, default=0.5, help="seconds a gap waits before it is lost")
     parser.add_argument("--log", help="log file (default: stderr)")
     parser.add_argument("--verbose", action="store_true", help="log every command")
     return parser.parse_args(argv)
@@ -269,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     if not REORDER_BYTES_RANGE[0] <= args.reorder_bytes <= REORDER_BYTES_RANGE[1]:
         log.error("--reorder-bytes %d outside %d..%d", args.reorder_bytes, *REORDER_BYTES_RANGE)
         return 1
+    if not 0.01 <= args.reorder_timeout <= 20:
+        log.error("--reorder-timeout %s outside 0.01..20 s", args.reorder_timeout)
+        return 1
     try:
         if args.backstore:
             device = TcmuDevice.find(args.backstore)
@@ -283,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     except FabqualError as err:
         log.error("%s", err)
         return 1
-    session = TargetSession(hold_time=args.hold, crc=args.crc, reorder_bytes=args.reorder_bytes)
+    session = TargetSession(
+        hold_time=args.hold,
+        crc=args.crc,
+        reorder_bytes=args.reorder_bytes,
+        reorder_timeout=args.reorder_timeout,
+    )
     # A random first sequence number: a restarted target is far from what the initiator expects,
     # which the initiator recognises (see initiator_daemon) instead of dropping batches as stale.
     session.sender.next_seq = random.randrange(framing.SEQ_MODULUS)
