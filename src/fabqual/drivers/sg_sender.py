@@ -10,8 +10,11 @@ one JSON object per answer: ``status``, ``host_status``, ``driver_status``,
 ``resid``, ``duration_ms``, ``sense`` (hex), ``data`` (hex of the data-in bytes
 actually transferred), or ``error`` when the ioctl itself failed (errno text).
 
-``--loop read|write --length N --count K --cdb HEX`` repeats one command K times
-and prints commands/s and MB/s: the raw path's ceiling for the benchmark.
+``--loop r|w --length N --count K --cdb HEX`` repeats one command K times and
+prints commands/s and MB/s; ``--seconds S --inflight Q`` instead of ``--count``
+keeps Q commands in flight (one thread and sg file descriptor each; SG_IO releases
+the GIL) for S seconds and adds the median command time: the raw path measured the
+way the tunnel runs, for the benchmark.
 Python here must not import fabqual: the guest has only the standard library.
 """
 
@@ -21,8 +24,10 @@ import ctypes
 import fcntl
 import json
 import os
+import statistics
 import struct
 import sys
+import threading
 import time
 
 SG_IO = 0x2285
@@ -103,14 +108,63 @@ def loop(sender: Sender, cdb: bytes, direction: str, length: int, count: int, da
     )
 
 
+def timed_loop(
+    device: str, cdb: bytes, direction: str, length: int, seconds: float, inflight: int, data_out: bytes
+) -> None:
+    """``inflight`` threads, each with its own fd, repeating the command until ``seconds`` have passed."""
+    durations: list[list[float]] = [[] for _ in range(inflight)]
+    errors = [0] * inflight
+    senders = [Sender(device, max(length, 1)) for _ in range(inflight)]
+    start = time.monotonic()
+    deadline = start + seconds
+
+    def worker(index: int) -> None:
+        while time.monotonic() < deadline:
+            answer = senders[index].send(cdb, direction, length, data_out)
+            if answer.get("status") != 0 or answer.get("host_status") or "error" in answer:
+                errors[index] += 1
+            else:
+                durations[index].append(float(str(answer["duration_ms"])))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(inflight)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - start
+    done = [d for per in durations for d in per]
+    print(
+        json.dumps(
+            {
+                "commands": len(done),
+                "errors": sum(errors),
+                "inflight": inflight,
+                "length": length,
+                "seconds": elapsed,
+                "commands_per_s": len(done) / elapsed,
+                "mb_per_s": len(done) * length / elapsed / 1e6,
+                "median_ms": statistics.median(done) if done else None,
+            }
+        )
+    )
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
-        print("usage: sg_sender.py /dev/sgN [--loop r|w --length N --count K --cdb HEX [--data HEX]]")
+        print(
+            "usage: sg_sender.py /dev/sgN"
+            " [--loop r|w --length N (--count K | --seconds S [--inflight Q]) --cdb HEX [--data HEX]]"
+        )
         return 2
     options = dict(zip(argv[2::2], argv[3::2], strict=False))
     length = int(options.get("--length", "0"))
     sender = Sender(argv[1], max(length, 1 << 20))
-    if "--loop" in options:
+    if "--loop" in options and "--seconds" in options:
+        data = bytes.fromhex(options.get("--data", ""))
+        cdb = bytes.fromhex(options["--cdb"])
+        seconds, inflight = float(options["--seconds"]), int(options.get("--inflight", "1"))
+        timed_loop(argv[1], cdb, options["--loop"], length, seconds, inflight, data)
+    elif "--loop" in options:
         data = bytes.fromhex(options.get("--data", ""))
         loop(sender, bytes.fromhex(options["--cdb"]), options["--loop"], length, int(options["--count"]), data)
     else:
