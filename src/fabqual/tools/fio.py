@@ -1,6 +1,7 @@
 """fio: run a job on a node and parse its ``--output-format=json`` report.
 
-Quirks handled (fio 3.33, Debian 12; research/mission_anchors.md):
+Quirks handled (fio 3.33 on Debian 12, plus the layouts racks run; fixtures in
+fixtures/outputs/fio/ say where each came from):
 
 - fio writes error lines (``fio: io_u error on file …``, ``fio: pid=…, err=…``)
   to stderr, and when stderr and stdout share a channel they land *before* the
@@ -9,8 +10,15 @@ Quirks handled (fio 3.33, Debian 12; research/mission_anchors.md):
 - A failed job still yields a well-formed report, with ``"error" : <errno>`` and
   zero I/O; fio exits 1 then. A non-zero ``error`` is reported as a ParseError
   naming the job and the errno, so such a run can never count as a pass.
-- Latencies are in ns (``clat_ns``) since fio 3.0; older versions say ``clat``
-  in µs. ``percentile`` is missing when a direction did no I/O.
+- Units by release: fio >= 3.0 has ``bw_bytes`` (B/s), ``io_bytes`` in bytes and
+  latencies in ns (``clat_ns``). fio 2.x has no ``bw_bytes``: ``bw`` is KiB/s,
+  ``io_bytes`` is KiB (fio 3.0 renamed that to ``io_kbytes``) and ``clat`` is in
+  µs. fio < 2.2 has no ``total_ios`` and older 2.x no ``job options``: the
+  workload is then read from the directions that did I/O. ``percentile`` is
+  missing when a direction did no I/O.
+- Client/server runs (``fio --client``) report under ``client_stats`` instead of
+  ``jobs``; with several servers fio adds an ``All clients`` entry that already
+  sums them, so it is the total and not one more job.
 - With ``--verify`` a write job also reports the verify reads under ``read``.
 """
 
@@ -40,7 +48,7 @@ class FioDirection:
     iops: float
     bw_bytes: float  # bytes per second
     io_bytes: int
-    total_ios: int
+    total_ios: int | None  # None: fio < 2.2 does not report it
     runtime_ms: float
     clat_mean_us: float
     clat_p50_us: float
@@ -82,7 +90,8 @@ class FioResult:
 
 
 def parse_fio(output: str) -> FioResult:
-    """Parse fio's JSON report; ``output`` may carry error lines before or after it."""
+    """Parse fio's JSON report (fio 2.x or 3.x, local or ``--client``); ``output``
+    may carry error lines before or after it."""
     start = _json_start(output)
     if start is None:
         raise ParseError(TOOL, "no JSON report found (was --output-format=json given?)", output)
@@ -94,18 +103,26 @@ def parse_fio(output: str) -> FioResult:
     notes = tuple(line.strip() for line in (output[:start] + output[end:]).splitlines() if line.strip())
     if not isinstance(data, dict):
         raise ParseError(TOOL, "the JSON report is not an object", output)
-    raw_jobs = data.get("jobs")
+    raw_jobs = data.get("jobs", data.get("client_stats"))
     if not isinstance(raw_jobs, list) or not raw_jobs:
-        raise ParseError(TOOL, "the report has no jobs", output)
+        raise ParseError(TOOL, "the report has no jobs (neither 'jobs' nor 'client_stats')", output)
     global_options = _section(data, "global options")
-    jobs = tuple(_job(raw, global_options, notes, output) for raw in raw_jobs)
+    summary = [raw for raw in raw_jobs if isinstance(raw, dict) and raw.get("jobname") == _ALL_CLIENTS]
+    jobs = tuple(_job(raw, global_options, notes, output) for raw in raw_jobs if not any(raw is s for s in summary))
+    if not jobs:
+        raise ParseError(TOOL, f"the report has only the {_ALL_CLIENTS!r} summary and no job", output)
+    total = _job(summary[0], global_options, notes, output) if summary else None
     return FioResult(
         version=str(data.get("fio version", "")),
         jobs=jobs,
-        read=_combine([job.read for job in jobs if job.read is not None]),
-        write=_combine([job.write for job in jobs if job.write is not None]),
+        read=total.read if total else _combine([job.read for job in jobs if job.read is not None]),
+        write=total.write if total else _combine([job.write for job in jobs if job.write is not None]),
         notes=notes,
     )
+
+
+# The entry fio --client adds when it talked to several servers: their sum.
+_ALL_CLIENTS = "All clients"
 
 
 def _json_start(output: str) -> int | None:
@@ -129,15 +146,25 @@ def _job(raw: Any, global_options: dict[str, Any], notes: tuple[str, ...], outpu
         # The tail worth showing is fio's own error lines, not the end of the JSON.
         raise ParseError(TOOL, f"job {name!r} failed with error {error} ({reason})", "\n".join(notes) or output)
     options = _section(raw, "job options")
-    rw = str(options.get("rw") or global_options.get("rw") or "read")  # fio's default rw is read
-    sections: dict[str, FioDirection | None] = {}
+    sections = {direction: _section(raw, direction) for direction in ("read", "write")}
+    did_io = {direction: _did_io(section) for direction, section in sections.items()}
+    given = options.get("rw") or global_options.get("rw")
+    # Older fio does not echo the options: the directions that did I/O tell the workload.
+    inferred = {(True, True): "rw", (False, True): "write"}.get((did_io["read"], did_io["write"]), "read")
+    rw = str(given) if given else inferred
+    parsed: dict[str, FioDirection | None] = {}
     for direction, required in (("read", rw in _READS), ("write", rw in _WRITES)):
-        section = _section(raw, direction)
-        did_io = bool(section.get("total_ios"))
-        if required and not did_io:
+        if required and not did_io[direction]:
             raise ParseError(TOOL, f"job {name!r} (rw={rw}) did no {direction} I/O: total_ios is 0 or missing", output)
-        sections[direction] = _direction(f"job {name!r} {direction}", section, output) if did_io else None
-    return FioJob(name=name, rw=rw, read=sections["read"], write=sections["write"])
+        what = f"job {name!r} {direction}"
+        parsed[direction] = _direction(what, sections[direction], output) if did_io[direction] else None
+    return FioJob(name=name, rw=rw, read=parsed["read"], write=parsed["write"])
+
+
+def _did_io(section: dict[str, Any]) -> bool:
+    """Whether a direction did I/O: ``total_ios`` where fio reports it (>= 2.2), else ``io_bytes``."""
+    count = section.get("total_ios", section.get("io_bytes"))
+    return isinstance(count, int | float) and not isinstance(count, bool) and count > 0
 
 
 def _section(parent: dict[str, Any], key: str) -> dict[str, Any]:
@@ -162,11 +189,18 @@ def _direction(what: str, section: dict[str, Any], output: str) -> FioDirection:
             raise ParseError(TOOL, f"{what}: clat percentile {key} is missing", output)
         return positive(TOOL, f"{what} clat p{float(key):g}", percentiles[key], output) * to_us
 
+    if "bw_bytes" in section:  # fio >= 3.0: bytes
+        bw_bytes = positive(TOOL, f"{what} bw_bytes", section["bw_bytes"], output)
+        io_bytes = positive(TOOL, f"{what} io_bytes", section.get("io_bytes"), output)
+    else:  # fio 2.x: bw in KiB/s, io_bytes in KiB
+        bw_bytes = positive(TOOL, f"{what} bw (KiB/s, fio 2.x)", section.get("bw"), output) * 1024
+        io_bytes = positive(TOOL, f"{what} io_bytes (KiB, fio 2.x)", section.get("io_bytes"), output) * 1024
+    total_ios = section.get("total_ios")
     return FioDirection(
         iops=positive(TOOL, f"{what} iops", section.get("iops"), output),
-        bw_bytes=positive(TOOL, f"{what} bw_bytes", section.get("bw_bytes"), output),
-        io_bytes=int(positive(TOOL, f"{what} io_bytes", section.get("io_bytes"), output)),
-        total_ios=int(positive(TOOL, f"{what} total_ios", section.get("total_ios"), output)),
+        bw_bytes=bw_bytes,
+        io_bytes=int(io_bytes),
+        total_ios=None if total_ios is None else int(positive(TOOL, f"{what} total_ios", total_ios, output)),
         runtime_ms=non_negative(TOOL, f"{what} runtime", section.get("runtime"), output),
         clat_mean_us=positive(TOOL, f"{what} clat mean", clat.get("mean"), output) * to_us,
         clat_p50_us=percentile("50.000000"),
@@ -176,21 +210,24 @@ def _direction(what: str, section: dict[str, Any], output: str) -> FioDirection:
 
 
 def _combine(parts: list[FioDirection]) -> FioDirection | None:
-    """Sum of jobs: rates add up; the mean is weighted by I/O count; a percentile is
+    """Sum of jobs: rates add up; the mean is weighted by I/O count (by bytes when
+    fio < 2.2 gives no count: one workload has one block size); a percentile is
     the worst job's (exact merging needs the histograms; run with group_reporting
     for exact numbers, as run_fio does)."""
     if not parts:
         return None
     if len(parts) == 1:
         return parts[0]
-    ios = sum(part.total_ios for part in parts)
+    counts = [part.total_ios for part in parts]
+    known = [count for count in counts if count is not None]
+    weights = known if len(known) == len(parts) else [part.io_bytes for part in parts]
     return FioDirection(
         iops=math.fsum(part.iops for part in parts),
         bw_bytes=math.fsum(part.bw_bytes for part in parts),
         io_bytes=sum(part.io_bytes for part in parts),
-        total_ios=ios,
+        total_ios=sum(known) if len(known) == len(parts) else None,
         runtime_ms=max(part.runtime_ms for part in parts),
-        clat_mean_us=math.fsum(part.clat_mean_us * part.total_ios for part in parts) / ios,
+        clat_mean_us=math.fsum(part.clat_mean_us * w for part, w in zip(parts, weights, strict=True)) / sum(weights),
         clat_p50_us=max(part.clat_p50_us for part in parts),
         clat_p99_us=max(part.clat_p99_us for part in parts),
         clat_p999_us=max(part.clat_p999_us for part in parts),
