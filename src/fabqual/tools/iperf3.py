@@ -1,8 +1,16 @@
 """iperf3: a one-off server on one node, a client on the other, ``--json`` parsed.
 
-Quirk (iperf 3.12, Debian 12, captured in fixtures/outputs/iperf3/): with
-``--json`` the client exits 0 even when it failed; the failure is only in the
-report's top-level ``"error"`` key. So the report, not the exit status, decides.
+Quirks (fixtures/outputs/iperf3/ holds iperf 3.1.3, 3.9, 3.12 and 3.18 reports):
+
+- With ``--json`` the client exits 0 even when it failed (3.12); the failure is
+  only in the report's top-level ``"error"`` key. So the report, not the exit
+  status, decides.
+- UDP before iperf 3.10 reports only ``end.sum``: the sender's rate with the
+  receiver's jitter and loss. There is no received rate, so it is the sender's
+  rate times the fraction of datagrams that arrived, and the result says it was
+  estimated (``received_estimated``).
+- ``retransmits`` exists only where the sender's kernel reports it (Linux
+  TCP_INFO); where a platform leaves it out it is unknown (None), never 0.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ class Iperf3Result:
     lost_packets: int | None
     packets: int | None
     lost_pct: float | None
+    # True when the report had no receiver rate (UDP before 3.10) and received_bps
+    # is the sender's rate times the fraction of datagrams that arrived.
+    received_estimated: bool = False
 
     @property
     def mbps(self) -> float:
@@ -64,40 +75,68 @@ def parse_iperf3(output: str) -> Iperf3Result:
     if not isinstance(test, dict) or "protocol" not in test:
         raise ParseError(TOOL, "start.test_start.protocol is missing", output)
     protocol = str(test["protocol"])
-    sent = _dict(end, "sum_sent", output)
+    reverse = bool(test.get("reverse"))
+    if protocol not in ("TCP", "UDP"):
+        raise ParseError(TOOL, f"protocol {protocol!r} is neither TCP nor UDP", output)
+    # 3.0-3.9 UDP has only end.sum; everything else has end.sum_sent.
+    sent_key = "sum_sent" if protocol == "TCP" or isinstance(end.get("sum_sent"), dict) else "sum"
+    sent = _dict(end, sent_key, output)
     common: dict[str, Any] = {
         "protocol": protocol,
-        "reverse": bool(test.get("reverse")),
+        "reverse": reverse,
         "streams": int(test.get("num_streams", 1)),
-        "seconds": positive(TOOL, "end.sum_sent.seconds", sent.get("seconds"), output),
-        "sent_bps": positive(TOOL, "end.sum_sent.bits_per_second", sent.get("bits_per_second"), output),
+        "seconds": positive(TOOL, f"end.{sent_key}.seconds", sent.get("seconds"), output),
+        "sent_bps": positive(TOOL, f"end.{sent_key}.bits_per_second", sent.get("bits_per_second"), output),
     }
     if protocol == "TCP":
         received = _dict(end, "sum_received", output)
+        retransmits = sent.get("retransmits")
         return Iperf3Result(
             **common,
             received_bps=positive(TOOL, "end.sum_received.bits_per_second", received.get("bits_per_second"), output),
-            retransmits=int(non_negative(TOOL, "end.sum_sent.retransmits", sent.get("retransmits", 0), output)),
+            retransmits=None
+            if retransmits is None
+            else int(non_negative(TOOL, "end.sum_sent.retransmits", retransmits, output)),
             jitter_ms=None,
             lost_packets=None,
             packets=None,
             lost_pct=None,
         )
-    if protocol == "UDP":
-        # 3.12 has end.sum (receiver's jitter/loss, sender's rate) and sum_received;
-        # older releases only end.sum.
-        summary = _dict(end, "sum", output)
-        arrived = end["sum_received"] if isinstance(end.get("sum_received"), dict) else summary
-        return Iperf3Result(
-            **common,
-            received_bps=positive(TOOL, "end.sum_received.bits_per_second", arrived.get("bits_per_second"), output),
-            retransmits=None,
-            jitter_ms=non_negative(TOOL, "end.sum.jitter_ms", summary.get("jitter_ms"), output),
-            lost_packets=int(non_negative(TOOL, "end.sum.lost_packets", summary.get("lost_packets"), output)),
-            packets=int(positive(TOOL, "end.sum.packets", summary.get("packets"), output)),
-            lost_pct=non_negative(TOOL, "end.sum.lost_percent", summary.get("lost_percent"), output),
-        )
-    raise ParseError(TOOL, f"protocol {protocol!r} is neither TCP nor UDP", output)
+    # UDP: end.sum carries the receiver's jitter and loss in every release.
+    summary = _dict(end, "sum", output)
+    lost = int(non_negative(TOOL, "end.sum.lost_packets", summary.get("lost_packets"), output))
+    packets = int(positive(TOOL, "end.sum.packets", summary.get("packets"), output))
+    if lost > packets:
+        raise ParseError(TOOL, f"end.sum.lost_packets {lost} is more than end.sum.packets {packets}", output)
+    received_bps, estimated = _udp_received_bps(end, summary, reverse, lost, packets, output)
+    return Iperf3Result(
+        **common,
+        received_bps=received_bps,
+        retransmits=None,
+        jitter_ms=non_negative(TOOL, "end.sum.jitter_ms", summary.get("jitter_ms"), output),
+        lost_packets=lost,
+        packets=packets,
+        lost_pct=non_negative(TOOL, "end.sum.lost_percent", summary.get("lost_percent"), output),
+        received_estimated=estimated,
+    )
+
+
+def _udp_received_bps(
+    end: dict[str, Any], summary: dict[str, Any], reverse: bool, lost: int, packets: int, output: str
+) -> tuple[float, bool]:
+    """The UDP rate at the receiver, and whether it had to be estimated."""
+    if isinstance(end.get("sum_received"), dict):  # iperf >= 3.10
+        rate = end["sum_received"].get("bits_per_second")
+        return positive(TOOL, "end.sum_received.bits_per_second", rate, output), False
+    rate = positive(TOOL, "end.sum.bits_per_second", summary.get("bits_per_second"), output)
+    # end.sum is the client's own count: the sender's unless the client received (-R);
+    # 3.9 says which in "sender", 3.0/3.1 do not.
+    client_sent = bool(summary.get("sender", not reverse))
+    if not client_sent:
+        return rate, False
+    if lost == packets:
+        raise ParseError(TOOL, f"all {packets} UDP datagrams were lost: nothing arrived", output)
+    return rate * (packets - lost) / packets, True
 
 
 def _dict(parent: dict[str, Any], key: str, output: str) -> dict[str, Any]:
