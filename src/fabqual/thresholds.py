@@ -36,10 +36,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from fabqual.errors import ParseError, ThresholdError, TopologyError
 from fabqual.topology.model import LINK_TYPES
+from fabqual.topology.strict_yaml import parse, read_text
 
 SCHEMA_VERSION = 1
 
@@ -174,12 +173,7 @@ def load_thresholds(profile: str, directory: Path | None = None) -> Thresholds:
                 f"no thresholds profile {profile!r}; available: {', '.join(known) or 'none'},"
                 " or the path of a YAML file",
             )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        raise TopologyError(str(path), where, f"not valid YAML: {getattr(error, 'problem', error)}") from None
+    data = parse(read_text(path, "give a thresholds profile name or the path of a YAML file"), str(path))
     return _validate(data, path)
 
 

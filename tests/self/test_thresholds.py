@@ -303,7 +303,14 @@ GOOD_ENTRY = "          - min: 1\n            unit: IOPS\n            note: n\n"
             "links.fc_nvme.iops[0].limit",
             "unknown key",
         ),
-        ("version: 1\nprofile: lab\nlinks:\n  fc_nvme: [\n", "line 5", "not valid YAML"),
+        ("version: 1\nprofile: lab\nlinks:\n  fc_nvme: [\n", "", "not valid YAML at line 5"),
+        (
+            "version: 1\nprofile: lab\nlinks:\n  fc_nvme:\n    iops:\n      - {min: 1, unit: IOPS, note: n}\n"
+            "    iops:\n      - {min: 9, unit: IOPS, note: n}\n",
+            "",
+            "not valid YAML at line 7, column 5: key 'iops' is given twice in one mapping",
+        ),
+        ("version: 1\nprofile: lab\nlinks: {min: 1, min: 2}\n", "", "key 'min' is given twice"),
     ],
 )
 def test_bad_files_name_file_key_and_problem(tmp_path: Path, body: str, key: str, message: str) -> None:
@@ -314,7 +321,14 @@ def test_bad_files_name_file_key_and_problem(tmp_path: Path, body: str, key: str
     assert caught.value.source == str(path)
     assert caught.value.key_path == key
     assert message in caught.value.message
-    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert str(caught.value).startswith(f"{path}: {key}: " if key else f"{path}: ")
+
+
+def test_thresholds_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """A profile saved as UTF-16 is refused naming the file and the fix, not with a UnicodeDecodeError."""
+    (tmp_path / "lab.yaml").write_bytes("version: 1\n".encode("utf-16"))
+    with pytest.raises(TopologyError, match=r"lab.yaml: the file is UTF-16 text, not UTF-8; save it as UTF-8$"):
+        load_thresholds("lab", tmp_path)
 
 
 def test_unknown_profile_lists_the_available_ones(tmp_path: Path) -> None:

@@ -254,3 +254,34 @@ def test_bad_extra_path_gives_one_clear_line(extra_paths: list[dict[str, Any]], 
     with pytest.raises(TopologyError) as caught:
         parse_topology(with_rdma_link(extra_paths), "mp.yaml")
     assert str(caught.value).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("name: x\n".encode("utf-16"), "the file is UTF-16 text, not UTF-8; save it as UTF-8"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00\xff\xfe", "a binary file: byte 0xff at offset 10 is not UTF-8"),
+        ("name: r\u00e9seau\n".encode("latin-1"), "not UTF-8 text: byte 0xe9 at offset 7 is not UTF-8"),
+        (b"name: a\x00b\n", "not valid YAML: unacceptable character #x0000"),
+    ],
+    ids=["utf16", "binary", "latin1", "nul"],
+)
+def test_file_that_is_not_utf8_text_is_one_clean_line(tmp_path: Path, raw: bytes, expected: str) -> None:
+    """A UTF-16, Latin-1 or binary file (or one holding a NUL) gives one line through the CLI, no traceback."""
+    bad = tmp_path / "rack.yaml"
+    bad.write_bytes(raw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fabqual.cli", "doctor", "--topology", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"fabqual: {bad}: {expected}"), lines[0]
+
+
+def test_directory_given_as_topology_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="is a directory, not a file; pass --topology"):
+        load_topology(tmp_path)

@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fabqual.errors import TopologyError
 from fabqual.topology.model import (
     LINK_PARAMS,
@@ -33,6 +31,7 @@ from fabqual.topology.model import (
     check_name,
 )
 from fabqual.topology.records import build, convert
+from fabqual.topology.strict_yaml import parse, read_text
 
 TOP_LEVEL_KEYS = ("name", "profile", "emulated", "nodes", "vcenters", "esxi_hosts", "links")
 
@@ -49,46 +48,15 @@ ENDPOINT_NODE_ROLE: dict[tuple[str, str], str] = {
 }
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _value in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_topology(path: str | Path) -> Topology:
     """Read and validate ``path``; raise TopologyError naming the first problem."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TopologyError(source, "", "no such file; pass --topology with the path of your rack's file") from None
-    except OSError as error:
-        raise TopologyError(source, "", f"cannot read the file: {error.strerror}") from None
-    return parse_topology(text, source)
+    text = read_text(path, "pass --topology with the path of your rack's file")
+    return parse_topology(text, str(path))
 
 
 def parse_topology(text: str, source: str) -> Topology:
     """Validate topology YAML ``text``; ``source`` names it in errors."""
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(error, "problem", None) or str(error)
-        raise TopologyError(source, "", f"not valid YAML at {where}: {problem}") from None
+    data = parse(text, source)
     if not isinstance(data, dict):
         raise TopologyError(source, "", "expected a mapping with 'name', 'nodes' and 'links' at the top")
     for key in data:
