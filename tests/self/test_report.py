@@ -39,7 +39,6 @@ nodes:
     address: 127.0.0.1
     port: 1
     credentials: {password_env: FQ_SECRET_PW}
-    host_key_check: false
     roles: [ipofc_end]
     hbas:
       - {name: fc1, model: QLE2562}

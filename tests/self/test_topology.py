@@ -104,6 +104,19 @@ MALFORMED = [
         "bad.yaml: nodes.tgt.credentials: give exactly one of key_file, agent: true, password_env"
         " (got key_file, agent)",
     ),
+    (
+        changed("nodes.1", {**VALID["nodes"][1], "credentials": {"password_env": "PW"}, "host_key_check": False}),
+        "bad.yaml: nodes.ini.host_key_check: false cannot go with credentials.password_env: the password in $PW"
+        " would go to a host whose key nobody checked; add its key to known_hosts (ssh-keyscan)",
+    ),
+    (
+        changed(
+            "vcenters",
+            [{"name": "vc", "address": "vc.example", "password_env": "VC_PW", "tls_verify": False}],
+        ),
+        "bad.yaml: vcenters.vc.tls_verify: false would send the password in $VC_PW to a server nobody verified;"
+        " keep tls_verify: true and pin the certificate with thumbprint: (SHA-1) or ca_file:",
+    ),
     (changed("nodes.0.host_key_check", "no"), "bad.yaml: nodes[0].host_key_check: expected true or false, got 'no'"),
     (
         changed("nodes.0.scratch_devices.0.path", "nullb0"),
@@ -156,6 +169,15 @@ def test_example_rack_describes_the_seeds_lab() -> None:
     assert isinstance(fc.params, FcNvmeParams) and fc.params.namespaces == ("ssd0", "ssd1")
     ipofc = topology.links_of("ipofc")[0]
     assert isinstance(ipofc.params, IpofcParams) and ipofc.params.mtus == (1500, 9000, 65000)
+
+
+def test_password_env_with_checked_host_keys_and_verified_tls_loads() -> None:
+    """The refusals above are about switching verification off, not about passwords as such."""
+    data = copy.deepcopy(VALID)
+    data["nodes"][1]["credentials"] = {"password_env": "PW"}
+    data["vcenters"] = [{"name": "vc", "address": "vc.example", "password_env": "VC_PW", "thumbprint": "AB:CD"}]
+    topology = parse_topology(yaml.safe_dump(data), "ok.yaml")
+    assert topology.node("ini").host_key_check and topology.vcenter("vc").tls_verify
 
 
 def test_valid_base_loads() -> None:

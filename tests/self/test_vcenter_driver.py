@@ -9,11 +9,13 @@ driver sends for them on a real vCenter are checked in test_vcenter_requests.py.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,6 +256,21 @@ def test_wrong_password_is_one_clear_line(sim: vcsim.VcsimInstance) -> None:
         driver.connect()
     text = str(err.value)
     assert "\n" not in text and "rejected" in text and "InvalidLogin" in text and sim.user in text
+
+
+def test_password_is_not_on_the_simulators_command_line() -> None:
+    """Every user can read /proc/<pid>/cmdline: the password is not there, and the simulator
+    still accepts that password and nothing else."""
+    password = "pw-" + secrets.token_hex(8)
+    with vcsim.running_vcsim(password=password) as sim:
+        argv = Path(f"/proc/{sim.pid}/cmdline").read_bytes().split(b"\0")
+        assert any(arg.startswith(b"-username=") for arg in argv), argv  # the right process
+        assert not any(password.encode() in arg for arg in argv), argv
+        with pytest.raises(LabError):
+            VCenterDriver(sim.address, sim.port, sim.user, "", ca_file=str(sim.cert_path)).connect()
+        good = VCenterDriver(sim.address, sim.port, sim.user, password, ca_file=str(sim.cert_path))
+        good.connect()
+        good.close()
 
 
 def test_untrusted_certificate_is_one_clear_line(sim: vcsim.VcsimInstance) -> None:

@@ -160,6 +160,15 @@ def _check_references(topology: Topology) -> None:
                 "a node with role nvme_target must say which backend it runs (kernel or spdk)",
             )
 
+    for vcenter in topology.vcenters:
+        if not vcenter.tls_verify:
+            raise TopologyError(
+                source,
+                f"vcenters.{vcenter.name}.tls_verify",
+                f"false would send the password in ${vcenter.password_env} to a server nobody verified;"
+                " keep tls_verify: true and pin the certificate with thumbprint: (SHA-1) or ca_file:",
+            )
+
     for i, esxi in enumerate(topology.esxi_hosts):
         if esxi.vcenter not in vcenter_names:
             raise TopologyError(
@@ -267,6 +276,14 @@ def _check_credentials(source: str, base: str, node: Node) -> None:
             source,
             f"{base}.credentials",
             f"give exactly one of key_file, agent: true, password_env (got {', '.join(ways) or 'none'})",
+        )
+    if creds.password_env and not node.host_key_check:
+        raise TopologyError(
+            source,
+            f"{base}.host_key_check",
+            f"false cannot go with credentials.password_env: the password in ${creds.password_env} would go to"
+            " a host whose key nobody checked; add its key to known_hosts (ssh-keyscan) and remove"
+            " host_key_check: false, or log in with key_file or agent",
         )
 
 

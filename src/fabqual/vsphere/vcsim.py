@@ -39,6 +39,9 @@ GOVMOMI_PACKAGE = "golang-github-vmware-govmomi-dev"
 GOPATH = Path("/usr/share/gocode")
 LAUNCHER_SOURCE = Path(__file__).with_name("vcsim_launcher") / "main.go"
 API_VERSION = "7.0.3.0"
+# The simulator reads its password from this variable (its environment is private to
+# our user; its command line is readable by everyone in /proc/<pid>/cmdline).
+PASSWORD_ENV = "FABQUAL_VCSIM_PASSWORD"
 _INSTALL_HINT = "run: apt-get install -y golang-go golang-github-vmware-govmomi-dev"
 
 
@@ -198,7 +201,7 @@ def running_vcsim(
             str(binary),
             f"-l=127.0.0.1:{port}",
             f"-username={user}",
-            f"-password={password}",
+            f"-password-env={PASSWORD_ENV}",  # the password stays off /proc/<pid>/cmdline
             f"-api-version={API_VERSION}",
             f"-host={hosts}",
             f"-vm={vms}",
@@ -209,7 +212,8 @@ def running_vcsim(
         log_step("localhost", f"starting vcsim on 127.0.0.1:{port or 'any'}")
         # stdin stays open: the launcher exits when it closes, so it never outlives us.
         stderr = open(Path(run_dir) / "vcsim.log", "w")  # noqa: SIM115 - closed in finally
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        env = {**os.environ, PASSWORD_ENV: password}
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         try:
             banner = _read_banner(proc, start_timeout)
             match = re.match(r"URL=https://[^@]*@?([\d.]+):(\d+)/sdk PID=(\d+)", banner)

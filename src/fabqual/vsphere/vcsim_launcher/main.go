@@ -4,9 +4,10 @@
 // not upstream's vcsim command, so fabqual builds this small program of its own
 // against the packaged sources. Flag names follow upstream vcsim where they overlap.
 //
-// It prints one line "URL=<sdk url> PID=<pid> CERT=<pem path>" once the SDK is
-// listening, and exits on SIGINT/SIGTERM or when stdin closes (so a crashed
-// parent never leaves a simulator behind).
+// The password comes from the environment variable -password-env names, never from
+// the command line. It prints one line "URL=<sdk url, password redacted> PID=<pid>
+// CERT=<pem path>" once the SDK is listening, and exits on SIGINT/SIGTERM or when
+// stdin closes (so a crashed parent never leaves a simulator behind).
 package main
 
 import (
@@ -76,7 +77,7 @@ func main() {
 	flag.IntVar(&m.Portgroup, "pg", 0, "DV port groups (and one DVS) per datacenter")
 	listen := flag.String("l", "127.0.0.1:0", "listen address")
 	user := flag.String("username", "", "the only accepted user (empty: any)")
-	pass := flag.String("password", "", "the only accepted password")
+	passEnv := flag.String("password-env", "", "environment variable holding the only accepted password (never on the command line, which every user can read in /proc)")
 	apiVersion := flag.String("api-version", "7.0.3.0", "about.apiVersion (pyvmomi needs an exact known string)")
 	idle := flag.Duration("idle", 0, "session idle timeout (0: never)")
 	certOut := flag.String("cert-out", "", "write a fresh self-signed certificate's PEM here (empty: simulator's default cert)")
@@ -90,7 +91,10 @@ func main() {
 	}
 	u := &url.URL{Host: *listen}
 	if *user != "" {
-		u.User = url.UserPassword(*user, *pass)
+		u.User = url.UserPassword(*user, os.Getenv(*passEnv))
+	}
+	if *passEnv != "" {
+		os.Unsetenv(*passEnv)
 	}
 	m.Service.Listen = u
 	m.Service.TLS = new(tls.Config)
@@ -109,7 +113,7 @@ func main() {
 			log.Fatalf("vcsim: certificate file: %v", err)
 		}
 	}
-	fmt.Printf("URL=%s PID=%d CERT=%s\n", s.URL, os.Getpid(), certFile)
+	fmt.Printf("URL=%s PID=%d CERT=%s\n", s.URL.Redacted(), os.Getpid(), certFile)
 
 	done := make(chan os.Signal, 1)
 	signal.Notify(done, syscall.SIGINT, syscall.SIGTERM)
