@@ -120,7 +120,7 @@ MALFORMED = [
     (changed("nodes.0.host_key_check", "no"), "bad.yaml: nodes[0].host_key_check: expected true or false, got 'no'"),
     (
         changed("nodes.0.scratch_devices.0.path", "nullb0"),
-        "bad.yaml: nodes[0].scratch_devices[0].path: a scratch device is a path under /dev/ (got 'nullb0')",
+        "bad.yaml: nodes[0].scratch_devices[0].path: a scratch device is a path under /dev/ made of letters,",
     ),
     (
         changed("links.0.type", "fibre"),
@@ -175,7 +175,9 @@ def test_password_env_with_checked_host_keys_and_verified_tls_loads() -> None:
     """The refusals above are about switching verification off, not about passwords as such."""
     data = copy.deepcopy(VALID)
     data["nodes"][1]["credentials"] = {"password_env": "PW"}
-    data["vcenters"] = [{"name": "vc", "address": "vc.example", "password_env": "VC_PW", "thumbprint": "AB:CD"}]
+    data["vcenters"] = [
+        {"name": "vc", "address": "vc.example", "password_env": "VC_PW", "thumbprint": ":".join(["AB"] * 20)}
+    ]
     topology = parse_topology(yaml.safe_dump(data), "ok.yaml")
     assert topology.node("ini").host_key_check and topology.vcenter("vc").tls_verify
 

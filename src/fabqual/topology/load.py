@@ -28,9 +28,8 @@ from fabqual.topology.model import (
     PvrdmaParams,
     Topology,
     VCenter,
-    check_name,
 )
-from fabqual.topology.records import build, convert
+from fabqual.topology.records import build, checked, convert
 from fabqual.topology.strict_yaml import parse, read_text
 
 TOP_LEVEL_KEYS = ("name", "profile", "emulated", "nodes", "vcenters", "esxi_hosts", "links")
@@ -66,8 +65,8 @@ def parse_topology(text: str, source: str) -> Topology:
         if key not in data:
             raise TopologyError(source, key, "required key is missing")
 
-    name = convert(str, data["name"], source, "name")
-    profile = convert(str, data.get("profile", "default"), source, "profile")
+    name = checked(Topology, "name", data["name"], source, "name")
+    profile = checked(Topology, "profile", data.get("profile", "default"), source, "profile")
     emulated = convert(bool, data.get("emulated", False), source, "emulated")
     nodes = convert(tuple[Node, ...], data["nodes"], source, "nodes")
     vcenters = convert(tuple[VCenter, ...], data.get("vcenters", []), source, "vcenters")
@@ -101,10 +100,7 @@ def _build_link(raw: Any, source: str, path: str) -> Link:
         raise TopologyError(source, f"{path}.type", f"{link_type!r} is not one of {', '.join(LINK_TYPES)}")
     if "name" not in raw:
         raise TopologyError(source, f"{path}.name", "required key is missing")
-    name = convert(str, raw["name"], source, f"{path}.name")
-    problem = check_name(name)
-    if problem:
-        raise TopologyError(source, f"{path}.name", f"{problem} (got {name!r})")
+    name = checked(Link, "name", raw["name"], source, f"{path}.name")
     path = f"links.{name}"
     emulated = convert(bool, raw.get("emulated", False), source, f"{path}.emulated")
 

@@ -5,11 +5,36 @@ These records hold facts only. Drivers read them; nothing here touches a node.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Literal
 
+from fabqual.topology.grammar import (
+    DISCOVER,
+    check_cidr,
+    check_device_path,
+    check_env_name,
+    check_firmware_file,
+    check_host,
+    check_inventory_name,
+    check_local_path,
+    check_module,
+    check_name,
+    check_netdev,
+    check_network,
+    check_node_address,
+    check_node_path,
+    check_nqn,
+    check_profile,
+    check_rdma_device,
+    check_text,
+    check_thumbprint,
+    check_unix_user,
+    check_vmknic,
+    check_vmnic,
+    check_vsphere_user,
+    check_wwn,
+    each,
+)
 from fabqual.topology.records import field
 
 LinkType = Literal["fc_nvme", "nvmet_rdma", "pvrdma", "ipofc"]
@@ -17,45 +42,9 @@ LINK_TYPES: tuple[str, ...] = ("fc_nvme", "nvmet_rdma", "pvrdma", "ipofc")
 
 Role = Literal["nvme_target", "nvme_host", "rdma_endpoint", "vm", "ipofc_end"]
 
-DISCOVER = "discover"
-
-_WWN = re.compile(r"^(0x)?[0-9a-fA-F]{16}$|^([0-9a-fA-F]{2}:){7}[0-9a-fA-F]{2}$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
-_NETDEV = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-
-
-def check_name(value: str) -> str | None:
-    if not _NAME.match(value):
-        return "a name starts with a letter and holds only letters, digits, '_', '.', '-'"
-    return None
-
-
-def check_wwn(value: str) -> str | None:
-    if value == DISCOVER or _WWN.match(value):
-        return None
-    return "a WWN is 8 bytes of hex (0x2100f4e9d4543210 or 21:00:f4:e9:d4:54:32:10) or 'discover'"
-
 
 def check_port(value: int) -> str | None:
     return None if 0 < value < 65536 else "a TCP port is between 1 and 65535"
-
-
-def check_netdev(value: str) -> str | None:
-    if value == DISCOVER or _NETDEV.match(value):
-        return None
-    return "a network interface name is 1-15 characters, or 'discover'"
-
-
-def check_cidr(value: str) -> str | None:
-    try:
-        ipaddress.ip_interface(value)
-    except ValueError:
-        return "expected an address with prefix length, like 192.168.50.1/24"
-    return None if "/" in value else "expected an address with prefix length, like 192.168.50.1/24"
-
-
-def check_device_path(value: str) -> str | None:
-    return None if value.startswith("/dev/") else "a scratch device is a path under /dev/"
 
 
 def check_positive(value: float) -> str | None:
@@ -72,9 +61,11 @@ def normalize_wwn(value: str) -> str:
 class Credentials:
     """How fabqual authenticates to a node. Exactly one way; never a password in the file."""
 
-    key_file: str | None = field(None, doc="private key file (~ is expanded)")
+    key_file: str | None = field(None, check=check_local_path, doc="private key file (~ is expanded)")
     agent: bool = field(False, doc="use keys from the running ssh-agent")
-    password_env: str | None = field(None, doc="name of an environment variable holding the password")
+    password_env: str | None = field(
+        None, check=check_env_name, doc="name of an environment variable holding the password"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,11 +73,13 @@ class Hba:
     """A Fibre Channel port."""
 
     name: str = field(check=check_name)
-    model: str = field("unknown", doc="e.g. QLE2742")
+    model: str = field("unknown", check=check_text, doc="e.g. QLE2742")
     wwpn: str = field(DISCOVER, check=check_wwn)
     wwnn: str = field(DISCOVER, check=check_wwn)
-    driver: str = field("qla2xxx")
-    firmware: str | None = field(None, doc="file under /lib/firmware the driver loads, e.g. ql2700_fw.bin")
+    driver: str = field("qla2xxx", check=check_module)
+    firmware: str | None = field(
+        None, check=check_firmware_file, doc="file under /lib/firmware the driver loads, e.g. ql2700_fw.bin"
+    )
     emulation: Literal["none", "fcloop", "fcoe"] = field("none", doc="what stands in for the HBA")
     netdev: str | None = field(None, check=check_netdev, doc="netdev carrying FCoE (emulation: fcoe)")
 
@@ -96,10 +89,10 @@ class Rnic:
     """An RDMA-capable NIC port (RoCE)."""
 
     name: str = field(check=check_name)
-    model: str = field("unknown", doc="e.g. QL41262")
+    model: str = field("unknown", check=check_text, doc="e.g. QL41262")
     netdev: str = field(DISCOVER, check=check_netdev)
-    rdma_device: str = field(DISCOVER, doc="e.g. qedr0, or 'discover'")
-    driver: str = field("qedr")
+    rdma_device: str = field(DISCOVER, check=check_rdma_device, doc="e.g. qedr0, or 'discover'")
+    driver: str = field("qedr", check=check_module)
     address: str | None = field(None, check=check_cidr, doc="IPv4 address/prefix on the data link")
     emulation: Literal["none", "rxe"] = field("none")
 
@@ -121,7 +114,7 @@ class NvmeTarget:
     """Which NVMe-oF target implementation a node runs."""
 
     backend: Literal["kernel", "spdk"] = field("kernel")
-    rpc_socket: str = field("/var/tmp/spdk.sock", doc="SPDK JSON-RPC socket (backend: spdk)")
+    rpc_socket: str = field("/var/tmp/spdk.sock", check=check_node_path, doc="SPDK JSON-RPC socket (backend: spdk)")
     hugepages_gb: int = field(6, doc="minimum hugepage memory SPDK needs (backend: spdk)")
 
 
@@ -130,8 +123,8 @@ class VmPlacement:
     """Where a VM node lives in vSphere."""
 
     vcenter: str = field(check=check_name)
-    esxi_host: str = field(check=check_name)
-    vm_name: str
+    esxi_host: str = field(check=check_inventory_name)
+    vm_name: str = field(check=check_inventory_name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,12 +132,12 @@ class Node:
     """A Linux machine (server or VM) reached over SSH."""
 
     name: str = field(check=check_name)
-    address: str
+    address: str = field(check=check_node_address, doc="host name or address, or 'local' for this machine")
     port: int = field(22, check=check_port)
-    user: str = field("root")
+    user: str = field("root", check=check_unix_user)
     credentials: Credentials = field(Credentials(agent=True))
     host_key_check: bool = field(True, doc="false only for throwaway nodes")
-    known_hosts: str | None = field(None, doc="known_hosts file (default ~/.ssh/known_hosts)")
+    known_hosts: str | None = field(None, check=check_local_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
     roles: tuple[Role, ...] = field(())
     hbas: tuple[Hba, ...] = field(())
     rnics: tuple[Rnic, ...] = field(())
@@ -167,14 +160,16 @@ class VCenter:
     """A vCenter Server (or the simulator standing in for it)."""
 
     name: str = field(check=check_name)
-    address: str
+    address: str = field(check=check_host)
     port: int = field(443, check=check_port)
-    user: str = field("administrator@vsphere.local")
-    password_env: str = field(doc="environment variable holding the password")
+    user: str = field("administrator@vsphere.local", check=check_vsphere_user)
+    password_env: str = field(check=check_env_name, doc="environment variable holding the password")
     tls_verify: bool = field(True, doc="false only for a simulator or a throwaway lab vCenter")
-    ca_file: str | None = field(None, doc="CA bundle to verify the vCenter certificate with")
-    thumbprint: str | None = field(None, doc="SHA-1 thumbprint of the vCenter certificate to pin")
-    datacenter: str = field("Datacenter")
+    ca_file: str | None = field(None, check=check_local_path, doc="CA bundle to verify the vCenter certificate with")
+    thumbprint: str | None = field(
+        None, check=check_thumbprint, doc="SHA-1 thumbprint of the vCenter certificate to pin"
+    )
+    datacenter: str = field("Datacenter", check=check_inventory_name)
     simulator: bool = field(False, doc="start VMware's vcsim on this address (emulated lab)")
 
 
@@ -182,12 +177,12 @@ class VCenter:
 class EsxiHost:
     """An ESXi host managed by a vCenter."""
 
-    name: str = field(doc="the host's name in the vCenter inventory")
+    name: str = field(check=check_inventory_name, doc="the host's name in the vCenter inventory")
     vcenter: str = field(check=check_name)
-    uplink: str = field(doc="the physical NIC (vmnic) on the RoCE port, e.g. vmnic4")
-    vmknic: str = field("vmk1")
+    uplink: str = field(check=check_vmnic, doc="the physical NIC (vmnic) on the RoCE port, e.g. vmnic4")
+    vmknic: str = field("vmk1", check=check_vmknic)
     vmknic_address: str | None = field(None, check=check_cidr)
-    ssh_address: str | None = field(None, doc="for esxcli checks when the API lacks a fact")
+    ssh_address: str | None = field(None, check=check_host, doc="for esxcli checks when the API lacks a fact")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,13 +190,13 @@ class Endpoint:
     """One end of a link: a node and, where it matters, the device on it."""
 
     node: str = field(check=check_name)
-    device: str | None = field(None, doc="name of an HBA or RNIC of that node")
+    device: str | None = field(None, check=check_name, doc="name of an HBA or RNIC of that node")
 
 
 @dataclass(frozen=True, kw_only=True)
 class FcNvmeParams:
-    namespaces: tuple[str, ...] = field(doc="scratch devices of the target node to export")
-    subsystem_nqn: str = field("nqn.2024-01.io.fabqual:fc-nvme")
+    namespaces: tuple[str, ...] = field(check=each(check_name), doc="scratch devices of the target node to export")
+    subsystem_nqn: str = field("nqn.2024-01.io.fabqual:fc-nvme", check=check_nqn)
     fio_runtime_s: int = field(10, check=check_positive)
 
 
@@ -209,15 +204,15 @@ class FcNvmeParams:
 class RdmaPath:
     """One more path from the host to the same subsystem (native NVMe multipath)."""
 
-    target: str | None = field(None, doc="RNIC of the target node; default: the link's target device")
-    host: str | None = field(None, doc="RNIC of the host node; default: the link's host device")
+    target: str | None = field(None, check=check_name, doc="RNIC of the target node; default: the link's target device")
+    host: str | None = field(None, check=check_name, doc="RNIC of the host node; default: the link's host device")
     trsvcid: int = field(4421, check=check_port)
 
 
 @dataclass(frozen=True, kw_only=True)
 class NvmetRdmaParams:
-    namespaces: tuple[str, ...] = field(doc="scratch devices of the target node to export")
-    subsystem_nqn: str = field("nqn.2024-01.io.fabqual:nvmet-rdma")
+    namespaces: tuple[str, ...] = field(check=each(check_name), doc="scratch devices of the target node to export")
+    subsystem_nqn: str = field("nqn.2024-01.io.fabqual:nvmet-rdma", check=check_nqn)
     trsvcid: int = field(4420, check=check_port)
     fio_runtime_s: int = field(10, check=check_positive)
     extra_paths: tuple[RdmaPath, ...] = field((), doc="further target ports/RNICs to the subsystem: multipath")
@@ -226,15 +221,17 @@ class NvmetRdmaParams:
 @dataclass(frozen=True, kw_only=True)
 class PvrdmaParams:
     vcenter: str = field(check=check_name)
-    switch: str = field("fabqual-pvrdma-dvs", doc="the vSphere Distributed Switch to create or use")
-    portgroup: str = field("fabqual-pvrdma-pg")
+    switch: str = field(
+        "fabqual-pvrdma-dvs", check=check_inventory_name, doc="the vSphere Distributed Switch to create or use"
+    )
+    portgroup: str = field("fabqual-pvrdma-pg", check=check_inventory_name)
     mtu: int = field(9000, check=check_positive)
 
 
 @dataclass(frozen=True, kw_only=True)
 class IpofcParams:
     mtus: tuple[int, ...] = field((1500, 9000))
-    tunnel_prefix: str = field("10.77.0.0/30", doc="addresses for the two tunnel ends")
+    tunnel_prefix: str = field("10.77.0.0/30", check=check_network, doc="addresses for the two tunnel ends")
     carrier: Literal["fc", "fcoe", "tcm_loop"] = field(
         "fc", doc="fc: real HBAs; fcoe: software FCoE between nodes; tcm_loop: one node, two namespaces"
     )
@@ -262,7 +259,7 @@ LINK_PARAMS: dict[str, type] = {
 class Link:
     """A link under test between endpoints of the rack."""
 
-    name: str
+    name: str = field(check=check_name)
     type: LinkType
     endpoints: dict[str, Endpoint]
     params: LinkParams
@@ -276,9 +273,9 @@ class Link:
 class Topology:
     """A whole rack: nodes, vCenters, ESXi hosts, links, and the thresholds profile."""
 
-    name: str
-    source: str
-    profile: str
+    name: str = field(check=check_text)
+    source: str = field(doc="the file it was loaded from (set by the loader, not read from the file)")
+    profile: str = field(check=check_profile)
     nodes: tuple[Node, ...]
     vcenters: tuple[VCenter, ...]
     esxi_hosts: tuple[EsxiHost, ...]

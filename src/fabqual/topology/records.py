@@ -49,12 +49,23 @@ def build(cls: type[T], data: Any, source: str, path: str) -> T:
             continue
         value = convert(hints[name], data[name], source, key_path)
         check = f.metadata.get("check")
-        if check is not None:
+        if check is not None and value is not None:
             problem = check(value)
             if problem:
                 raise TopologyError(source, key_path, f"{problem} (got {_show(data[name])})")
         values[name] = value
     return cls(**values)
+
+
+def checked(cls: type, name: str, data: Any, source: str, path: str) -> Any:
+    """One field of ``cls`` converted to its type and run through its check, outside :func:`build`."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    value = convert(typing.get_type_hints(cls)[name], data, source, path)
+    check = f.metadata.get("check")
+    problem = check(value) if check is not None and value is not None else None
+    if problem:
+        raise TopologyError(source, path, f"{problem} (got {_show(data)})")
+    return value
 
 
 def convert(hint: Any, value: Any, source: str, path: str) -> Any:
