@@ -1,4 +1,4 @@
-"""perftest (Debian 12's 4.5-0.17) table and --out_json parsing, and its command lines.
+"""perftest table and --out_json parsing (Debian 12's 4.5-0.17; 4.4 and 25.01 at the end), and its command lines.
 
 SOURCE_DERIVED samples (fixtures/outputs/perftest/source-derived/) were rendered
 from perftest v4.5-0.17's own printf formats because no RDMA device existed here
@@ -19,7 +19,9 @@ import pytest
 from fabqual.errors import LabError, ParseError
 from fabqual.executors.local import LocalExecutor
 from fabqual.tools.perftest import (
+    BwRow,
     ClockCalibrationError,
+    LatRow,
     parse_perftest,
     parse_perftest_json,
     perftest_command,
@@ -117,11 +119,11 @@ def _cut_after(text: str, marker: str) -> str:
         (lambda t: _cut_after(t, "MsgRate[Mpps]\n"), "not closed by a dashed line: output truncated"),
         (lambda t: _cut_after(t, "MsgRate[Mpps]\n") + "-" * 87 + "\n", "has a header but no rows"),
         (lambda t: t.replace("0.12               0.11", "0.00               0.00"), "size 65536 BW average is 0"),
-        (lambda t: t.replace("0.000210", "nan"), "garbled result row"),
+        (lambda t: t.replace("0.000210", "0.0x0210"), "garbled result row"),
         (lambda t: t.replace("[Gb/sec]", "[furlongs]"), "unknown bandwidth unit 'furlongs'"),
         (lambda t: _cut_after(t, "Data ex. method : Ethernet\n"), "no result table"),
     ],
-    ids=["truncated", "no-rows", "zero-bw", "nan", "unit", "cut-before-table"],
+    ids=["truncated", "no-rows", "zero-bw", "garbled", "unit", "cut-before-table"],
 )
 def test_truncated_zero_or_garbled_tables_are_rejected(edit, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ParseError, match=message):
@@ -336,3 +338,149 @@ def test_run_perftest_reports_a_server_that_cannot_start_and_cleans_up() -> None
         )  # fmt: skip
     assert not list(Path("/tmp").glob("fabqual-perftest-18599*"))
     assert executor.run("pgrep -f 'ib_write_b[w] -d rxe0 -x 1 -F -p 18599' || true").stdout.strip() == ""
+
+
+# ---- releases racks run: perftest 4.4 (Debian 11) and 25.01 (Debian 13), captured on the lab's rxe ----
+
+RELEASES = ROOT / "releases"
+
+
+def release(name: str) -> str:
+    assert (RELEASES / f"{name}.origin").is_file(), f"{name} has no .origin file"
+    return (RELEASES / name).read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "test", "size", "peak", "avg", "rate"),
+    [
+        ("v4.4_ib_write_bw_65536_client.txt", "RDMA_Write BW Test", 65536, 0.37, 0.36, 0.000683),
+        ("v4.4_ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.381762, 0.099257, 0.003029),
+        ("v4.4_ib_read_bw_65536_client.txt", "RDMA_Read BW Test", 65536, 0.45, 0.17, 0.000320),
+        ("v25.01_ib_write_bw_65536_client.txt", "RDMA_Write BW Test", 65536, 0.47, 0.42, 0.000810),
+        ("v25.01_ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.299739, 0.072312, 0.002207),
+        ("v25.01_ib_read_bw_65536_client.txt", "RDMA_Read BW Test", 65536, 0.49, 0.26, 0.000505),
+    ],
+)
+def test_release_bandwidth_tables(name: str, test: str, size: int, peak: float, avg: float, rate: float) -> None:
+    """fabqual's bandwidth lines read the same on perftest 4.4 and 25.01 (2 or 6 decimals, Gb/s)."""
+    result = parse_perftest(release(name))
+    assert result.test == test and result.bw_unit == "Gb/sec" and result.info["Device"] == "rxe0"
+    row = result.bw_rows[0]
+    assert (row.size, row.iterations, row.bw_peak, row.bw_avg, row.msg_rate_mpps) == (size, 200, peak, avg, rate)
+    assert result.bw_gbps == avg
+
+
+@pytest.mark.parametrize(
+    ("name", "test", "numbers"),
+    [
+        ("v4.4_ib_write_lat_2_client.txt", "RDMA_Write Latency Test",
+         (3700.01, 144439.45, 6157.87, 8999.14, 11117.54, 116436.98, 144439.45)),
+        ("v4.4_ib_send_lat_2_client.txt", "Send Latency Test",
+         (3417.83, 15909.81, 4993.48, 5961.02, 2399.76, 13986.23, 15909.81)),
+        ("v25.01_ib_write_lat_2_client.txt", "RDMA_Write Latency Test",
+         (3614.46, 12044.37, 6093.56, 6345.54, 1805.33, 11553.41, 12044.37)),
+        ("v25.01_ib_send_lat_2_client.txt", "Send Latency Test",
+         (3787.90, 11427.20, 6237.44, 6232.61, 1708.90, 10496.89, 11427.20)),
+    ],
+)  # fmt: skip
+def test_release_latency_tables(name: str, test: str, numbers: tuple[float, ...]) -> None:
+    result = parse_perftest(release(name))
+    row = result.lat_rows[0]
+    assert result.test == test and (row.size, row.iterations) == (2, 200)
+    assert (row.t_min_us, row.t_max_us, row.t_typical_us, row.t_avg_us, row.t_stdev_us, row.p99_us, row.p999_us) == (
+        numbers
+    )
+    assert (result.lat_typical_us, result.lat_p99_us) == (numbers[2], numbers[5])
+
+
+def test_perftest_25_out_json_is_real_json() -> None:
+    """perftest 25.01 writes real JSON (4.5-0.17 did not); both read the same way."""
+    for name in ("v25.01_ib_write_bw_65536.out_json", "v25.01_ib_write_lat_2.out_json"):
+        json.loads(release(name))
+    bw = parse_perftest_json(release("v25.01_ib_write_bw_65536.out_json"))
+    assert bw.test == "RDMA_Write_BW_Test" and bw.info["GID_index"] == "1"
+    assert bw.bw_rows[0] == BwRow(65536, 200, 0.46, 0.14, 0.000258) and bw.bw_gbps == 0.14
+    lat = parse_perftest_json(release("v25.01_ib_write_lat_2.out_json"))
+    assert lat.lat_rows[0] == LatRow(2, 200, 3393.15, 27995.30, 6903.66, 7964.40, 3945.82, 25887.87, 27995.30)
+
+
+def _drop_column(text: str, header: str, index: int) -> str:
+    """The table as a release without that column prints it (header word and each row's cell removed)."""
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if "#bytes" in line)
+    lines[at] = lines[at].replace(header, "")
+    row = lines[at + 1].split()
+    lines[at + 1] = " " + "   ".join(row[:index] + row[index + 1 :]) + "\n"
+    return "".join(lines)
+
+
+def test_a_table_without_msgrate_reads_msgrate_as_unknown() -> None:
+    """perftest 1.x had no MsgRate column: the rate is None (not 0) and the bandwidth still counts."""
+    text = _drop_column(release("v4.4_ib_write_bw_65536_client.txt"), "MsgRate[Mpps]", 4)
+    result = parse_perftest(text)
+    assert result.bw_rows[0] == BwRow(65536, 200, 0.37, 0.36, None)
+    assert result.bw_gbps == 0.36
+
+
+def test_a_latency_table_without_percentiles_makes_p99_unknown_and_refuses_to_judge_it() -> None:
+    """Before perftest 4 a latency row had t_min t_max t_typical only: typical is known; asking for the
+    p99 a threshold needs is an error naming test, size and column, never a pass."""
+    text = release("v4.4_ib_write_lat_2_client.txt")
+    header = next(line for line in text.splitlines() if "#bytes" in line)
+    row = next(line for line in text.splitlines() if line.startswith(" 2 "))
+    old = text.replace(header, " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]").replace(
+        row, " 2       200          3700.01        144439.45      6157.87"
+    )
+    result = parse_perftest(old)
+    assert result.lat_rows[0] == LatRow(2, 200, 3700.01, 144439.45, 6157.87, None, None, None, None)
+    assert result.lat_typical_us == 6157.87
+    with pytest.raises(ParseError, match=r"RDMA_Write Latency Test size 2: 99% percentile is unknown"):
+        _ = result.lat_p99_us
+    with pytest.raises(ParseError, match=r"size 2: t_avg is unknown"):
+        _ = result.lat_avg_us
+
+
+@pytest.mark.parametrize("cell", ["nan", "-nan", "inf"])
+def test_a_nan_cell_makes_that_value_unknown_not_the_sweep(cell: str) -> None:
+    """One nan/-nan/inf cell in a multi-size sweep: that value is None, every other value stays read,
+    and reading the unknown one for a threshold fails naming it."""
+    text = release("v25.01_ib_write_bw_65536_client.txt")
+    row = next(line for line in text.splitlines() if line.startswith(" 65536"))
+    sweep = text.replace(row, f"{row}\n 131072     200              0.47               {cell}   \t\t     0.000400")
+    result = parse_perftest(sweep)
+    assert [r.size for r in result.bw_rows] == [65536, 131072]
+    assert result.bw_rows[0] == BwRow(65536, 200, 0.47, 0.42, 0.000810)
+    assert result.bw_rows[1] == BwRow(131072, 200, 0.47, None, 0.000400)
+    with pytest.raises(ParseError, match=r"RDMA_Write BW Test size 131072: BW average is unknown"):
+        _ = result.bw_gbps
+
+
+def test_a_nan_percentile_leaves_typical_known() -> None:
+    text = release("v25.01_ib_send_lat_2_client.txt").replace("10496.89", "-nan    ")
+    result = parse_perftest(text)
+    assert result.lat_rows[0].p99_us is None and result.lat_typical_us == 6237.44
+    with pytest.raises(ParseError, match=r"Send Latency Test size 2: 99% percentile is unknown"):
+        _ = result.lat_p99_us
+
+
+def test_a_nan_in_the_out_json_file_is_unknown_too() -> None:
+    text = release("v25.01_ib_write_lat_2.out_json").replace('"percentile_99": 25887.87', '"percentile_99": -nan')
+    result = parse_perftest_json(text)
+    assert result.lat_rows[0].p99_us is None and result.lat_typical_us == 6903.66
+    with pytest.raises(ParseError, match="99% percentile is unknown"):
+        _ = result.lat_p99_us
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (" 65536      200              0.47", "has 3 columns, expected 4 or 5"),
+        (" 65536      200              0.47               -0.42   \t\t     0.000810", "BW average is -0.42"),
+    ],
+)
+def test_rows_too_short_or_negative_are_still_errors(row: str, message: str) -> None:
+    """Unknown is only nan/inf or a column the release lacks: a cut row or a negative number is an error."""
+    text = release("v25.01_ib_write_bw_65536_client.txt")
+    original = next(line for line in text.splitlines() if line.startswith(" 65536"))
+    with pytest.raises(ParseError, match=message):
+        parse_perftest(text.replace(original, row))

@@ -14,13 +14,26 @@ and ``.c`` at linux-rdma/perftest tag v4.5-0.17):
   fixed later by PR #239): ``{`` / ``test_info: {`` / ``test: RDMA_Write_BW_Test,``
   / ``Device: "rxe0",`` / ``},`` … with unquoted keys and values and trailing
   commas. It is rewritten for each size, so run one size per call.
-  :func:`read_perftest_json` reads both that and real JSON.
+  :func:`read_perftest_json` reads both that and real JSON (perftest 25.x).
+
+Older and newer releases (fixtures/outputs/perftest/releases/):
+
+- perftest 1.x tables (OFED 1.5 era) have no ``MsgRate[Mpps]`` column, and
+  latency tables before the percentiles (perftest < 4) only ``t_min t_max
+  t_typical``. A column a release does not print is unknown (None), never 0.
+- A ``nan``/``-nan``/``inf`` cell makes that one value unknown (None), not the
+  whole sweep unusable; reading an unknown value that a threshold needs (e.g.
+  :attr:`PerftestResult.lat_p99_us`) raises a ParseError naming the test, the
+  size and the column, so a missing number can never pass. The exception is a
+  failed clock calibration (every latency inf), which is the whole run's fault.
+- Debian 11's perftest 4.4+0.37 has no ``--out_json`` (it prints its usage).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import time
@@ -47,34 +60,42 @@ _ROW_START = re.compile(r"^\s*\d+\s+\d+\s")
 # gettimeofday; when that regression is poor it prints this and every latency is inf.
 _CALIBRATION = re.compile(r"Correlation coefficient r\^2:\s*([\d.]+)\s*<\s*([\d.]+)")
 CALIBRATION_ATTEMPTS = 3
-_NUMBER_ROW = re.compile(r"^\s*\d+\s+\d+(?:\s+-?[\d.]+(?:e[-+]?\d+)?)+\s*$")
+_NUMBER_ROW = re.compile(r"^\s*\d+\s+\d+(?:\s+(?:-?[\d.]+(?:e[-+]?\d+)?|-?nan|-?inf))+\s*$", re.IGNORECASE)
+_NOT_A_NUMBER = {"nan", "-nan", "inf", "-inf"}
 _INFO_PAIR = re.compile(r"([A-Za-z][^:\t]*?)\s*:\s*([^\t]+?)\s*(?=\t|$)")
 
 
 @dataclass(frozen=True)
 class BwRow:
-    """One size of a bandwidth test, in the unit of the result (see ``bw_unit``)."""
+    """One size of a bandwidth test, in the unit of the result (see ``bw_unit``).
+
+    None: the cell was nan/inf, or the release has no such column (MsgRate before perftest 2).
+    """
 
     size: int
     iterations: int
-    bw_peak: float  # 0.00 in duration mode (-D), where perftest does not measure the peak
-    bw_avg: float
-    msg_rate_mpps: float
+    bw_peak: float | None  # 0.00 in duration mode (-D), where perftest does not measure the peak
+    bw_avg: float | None
+    msg_rate_mpps: float | None
 
 
 @dataclass(frozen=True)
 class LatRow:
-    """One size of a latency test, in µs (perftest reports half the round trip)."""
+    """One size of a latency test, in µs (perftest reports half the round trip).
+
+    None: the cell was nan/inf, or the release has no such column (t_avg, t_stdev and
+    the percentiles before perftest 4).
+    """
 
     size: int
     iterations: int
-    t_min_us: float
-    t_max_us: float
-    t_typical_us: float  # the median
-    t_avg_us: float
-    t_stdev_us: float
-    p99_us: float
-    p999_us: float
+    t_min_us: float | None
+    t_max_us: float | None
+    t_typical_us: float | None  # the median
+    t_avg_us: float | None
+    t_stdev_us: float | None
+    p99_us: float | None
+    p999_us: float | None
 
 
 @dataclass(frozen=True)
@@ -97,24 +118,38 @@ class PerftestResult:
         """Average bandwidth of the last (with one size per call: the only) row, in Gb/s."""
         if not self.bw_rows or self.bw_unit is None:
             raise ParseError(TOOL, f"{self.test} has no bandwidth rows")
-        return self.bw_rows[-1].bw_avg * _TO_GBPS[self.bw_unit]
+        row = self.bw_rows[-1]
+        return self._known(row.bw_avg, row.size, "BW average") * _TO_GBPS[self.bw_unit]
 
     @property
     def lat_typical_us(self) -> float:
-        return self._lat().t_typical_us
+        row = self._lat()
+        return self._known(row.t_typical_us, row.size, "t_typical")
 
     @property
     def lat_p99_us(self) -> float:
-        return self._lat().p99_us
+        row = self._lat()
+        return self._known(row.p99_us, row.size, "99% percentile")
 
     @property
     def lat_avg_us(self) -> float:
-        return self._lat().t_avg_us
+        row = self._lat()
+        return self._known(row.t_avg_us, row.size, "t_avg")
 
     def _lat(self) -> LatRow:
         if not self.lat_rows:
             raise ParseError(TOOL, f"{self.test} has no latency rows")
         return self.lat_rows[-1]
+
+    def _known(self, value: float | None, size: int, column: str) -> float:
+        """A value a threshold needs: an unknown one is an error naming test, size and column."""
+        if value is None:
+            raise ParseError(
+                TOOL,
+                f"{self.test} size {size}: {column} is unknown (nan/inf in perftest's table, or a column"
+                " this perftest release does not print), so it cannot be judged",
+            )
+        return value
 
 
 class ClockCalibrationError(ParseError):
@@ -131,6 +166,14 @@ def parse_perftest(output: str) -> PerftestResult:
     header = lines[header_at]
     notes = tuple(line.strip() for line in lines if _is_warning(line))
     info = _info(lines[:header_at])
+    calibration = _CALIBRATION.search(output)
+    if calibration:
+        raise ClockCalibrationError(
+            TOOL,
+            f"perftest could not measure the CPU clock (correlation r^2 {calibration[1]} < {calibration[2]}),"
+            " so its latencies are inf: the node's timing was too unsteady (a loaded host or VM)",
+            output,
+        )
     rows: list[list[str]] = []
     for line in lines[header_at + 1 :]:
         if _DASHES.match(line):
@@ -138,14 +181,6 @@ def parse_perftest(output: str) -> PerftestResult:
         if _NUMBER_ROW.match(line):
             rows.append(line.split())
         elif _ROW_START.match(line):  # looks like a row (warnings never start with numbers) but is not one
-            calibration = _CALIBRATION.search(output)
-            if calibration:
-                raise ClockCalibrationError(
-                    TOOL,
-                    f"perftest could not measure the CPU clock (correlation r^2 {calibration[1]} < {calibration[2]}),"
-                    " so its latencies are inf: the node's timing was too unsteady (a loaded host or VM)",
-                    output,
-                )
             raise ParseError(TOOL, f"garbled result row {line.strip()!r}", output)
     else:
         raise ParseError(TOOL, "the result table is not closed by a dashed line: output truncated", output)
@@ -183,29 +218,40 @@ def _info(lines: list[str]) -> dict[str, str]:
     return info
 
 
+def _cell(what: str, raw: str, output: str, *, zero_ok: bool = False) -> float | None:
+    """One table cell: None when perftest printed nan/inf there, else a number that
+    must be positive (or non-negative with ``zero_ok``)."""
+    if raw.lower() in _NOT_A_NUMBER:
+        return None
+    return (non_negative if zero_ok else positive)(TOOL, what, raw, output)
+
+
 def _bw_row(row: list[str], output: str) -> BwRow:
-    if len(row) < 5:
-        raise ParseError(TOOL, f"bandwidth row {' '.join(row)!r} has {len(row)} columns, expected 5", output)
+    # 5 columns; perftest 1.x printed no MsgRate (4 columns).
+    if len(row) < 4:
+        raise ParseError(TOOL, f"bandwidth row {' '.join(row)!r} has {len(row)} columns, expected 4 or 5", output)
     size = int(row[0])
     return BwRow(
         size=size,
         iterations=int(positive(TOOL, f"size {size} #iterations", row[1], output)),
-        bw_peak=non_negative(TOOL, f"size {size} BW peak", row[2], output),
-        bw_avg=positive(TOOL, f"size {size} BW average", row[3], output),
-        msg_rate_mpps=positive(TOOL, f"size {size} MsgRate", row[4], output),
+        bw_peak=_cell(f"size {size} BW peak", row[2], output, zero_ok=True),
+        bw_avg=_cell(f"size {size} BW average", row[3], output),
+        msg_rate_mpps=_cell(f"size {size} MsgRate", row[4], output) if len(row) > 4 else None,
     )
 
 
+_LAT_COLUMNS = ("t_min", "t_max", "t_typical", "t_avg", "t_stdev", "99% percentile", "99.9% percentile")
+
+
 def _lat_row(row: list[str], output: str) -> LatRow:
-    if len(row) < 9:
-        raise ParseError(TOOL, f"latency row {' '.join(row)!r} has {len(row)} columns, expected 9", output)
+    # 9 columns; before perftest 4 only t_min, t_max and t_typical (5 columns).
+    if len(row) < 5:
+        raise ParseError(TOOL, f"latency row {' '.join(row)!r} has {len(row)} columns, expected 5 or 9", output)
     size = int(row[0])
-    names = ("t_min", "t_max", "t_typical", "t_avg", "t_stdev", "99% percentile", "99.9% percentile")
+    cells = row[2:9]
     values = [
-        non_negative(TOOL, f"size {size} {name}", raw, output)
-        if name == "t_stdev"
-        else positive(TOOL, f"size {size} {name}", raw, output)
-        for name, raw in zip(names, row[2:9], strict=True)
+        _cell(f"size {size} {name}", cells[index], output, zero_ok=name == "t_stdev") if index < len(cells) else None
+        for index, name in enumerate(_LAT_COLUMNS)
     ]
     return LatRow(size, int(positive(TOOL, f"size {size} #iterations", row[1], output)), *values)
 
@@ -244,7 +290,8 @@ def read_perftest_json(text: str) -> dict[str, dict[str, Any]]:
         key, colon, value = line.partition(":")
         if not colon or not key.strip():
             raise ParseError(JSON_TOOL, f"line {number} is not 'key: value': {raw!r}", text)
-        key, value = key.strip(), value.strip().removesuffix(",").strip()
+        # Keys unquoted (4.5-0.17) or quoted (real JSON that a nan cell made undecodable).
+        key, value = _unquoted(key.strip()), value.strip().removesuffix(",").strip()
         if value == "{":
             if current is not None:
                 raise ParseError(JSON_TOOL, f"line {number}: section {key!r} inside another section", text)
@@ -256,6 +303,10 @@ def read_perftest_json(text: str) -> dict[str, dict[str, Any]]:
     if not closed:
         raise ParseError(JSON_TOOL, "no closing brace: the file is truncated", text)
     return sections
+
+
+def _unquoted(value: str) -> str:
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
 
 
 def _scalar(value: str) -> Any:
@@ -283,11 +334,14 @@ def parse_perftest_json(text: str, *, bw_unit: str = "Gb/sec") -> PerftestResult
     iterations = int(positive(JSON_TOOL, "n_iterations", results.get("n_iterations"), text))
     text_info = {key: str(value) for key, value in info.items()}
 
-    def number(key: str, *, zero_ok: bool = False) -> float:
+    def number(key: str, *, zero_ok: bool = False) -> float | None:
         if key not in results:
             raise ParseError(JSON_TOOL, f"results has no {key}", text)
+        raw = results[key]
+        if (isinstance(raw, float) and not math.isfinite(raw)) or str(raw).lower() in _NOT_A_NUMBER:
+            return None  # nan/inf in the file: that value is unknown, as in the table
         check = non_negative if zero_ok else positive
-        return check(JSON_TOOL, key, results[key], text)
+        return check(JSON_TOOL, key, raw, text)
 
     if "BW_average" in results:
         if bw_unit not in _TO_GBPS:
