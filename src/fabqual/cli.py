@@ -13,7 +13,7 @@ from fabqual.errors import FabqualError
 
 # Subcommands living in their own modules register themselves here; each module
 # has ``register(subparsers)`` and sets ``func`` on its parsers.
-SUBCOMMAND_MODULES = ("fabqual.lab.cli", "fabqual.report.cli")
+SUBCOMMAND_MODULES = ("fabqual.lab.cli", "fabqual.report.cli", "fabqual.results_db.cli", "fabqual.fleet.cli")
 
 
 def _doctor(args: argparse.Namespace) -> int:
