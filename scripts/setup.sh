@@ -10,6 +10,7 @@ VENV="${FABQUAL_VENV:-$REPO/.venv}"
 # Host-side tools: QEMU and image building for the emulated lab, the traffic tools,
 # OpenSSH (the executor's self-tests run a real sshd), Go and govmomi's source
 # to build VMware's vCenter simulator, Chromium to check the HTML report.
+# PostgreSQL: the results database self-tests start a throwaway cluster with its binaries.
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc
   qemu-system-x86 qemu-utils mmdebstrap zstd cpio kmod
@@ -17,6 +18,7 @@ APT_PACKAGES=(
   fio iperf3 iputils-ping iproute2 sg3-utils nvme-cli
   golang-go golang-github-vmware-govmomi-dev
   chromium
+  postgresql
 )
 
 if [ "$(id -u)" -ne 0 ]; then

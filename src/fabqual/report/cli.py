@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fabqual.errors import FabqualError
 from fabqual.report.compare import DEFAULT_DEVIATION, compare_runs, format_table, load_deviations
 from fabqual.report.results import load_results
 
@@ -44,13 +45,32 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"note: the runs are on different topologies ({run_a['topology']} vs {run_b['topology']})")
     print(format_table(rows, with_baseline=baseline is not None))
     regressed = [row for row in rows if row.status == "REGRESSED"]
+    flagged = _against_history(args, current, deviations) if args.results_db else []
     if regressed:
         print(f"{len(regressed)} metric(s) regressed: {', '.join(row.key for row in regressed)}")
+    if flagged:
+        print(f"{len(flagged)} metric(s) regressed against history: {', '.join(flagged)}")
+    if regressed or flagged:
         return 1
     missing = sum(1 for row in rows if row.status == "MISSING")
     lost = f" ({missing} missing in the current run)" if missing else ""
     print(f"no regression among {len(rows)} metric(s){lost}")
     return 0
+
+
+def _against_history(args: argparse.Namespace, current: Any, deviations: dict[str, float]) -> list[str]:
+    """RUN_B against the baseline learned from its rack's history in the database; the flagged keys."""
+    from fabqual.history.assess import assess_run
+    from fabqual.history.known_issues import NO_KNOWN_ISSUES, load_known_issues
+    from fabqual.history.table import format_history
+    from fabqual.results_db.store import ResultsDB
+
+    known = load_known_issues(args.known_issues) if args.known_issues else NO_KNOWN_ISSUES
+    with ResultsDB.open(args.results_db) as db:
+        assessment = assess_run(db, current, known=known, deviations=deviations)
+    print(f"against the history of rack {assessment.rack} in {args.results_db} (baseline: median ± allowed deviation):")
+    print(format_history(assessment))
+    return [m.key for m in assessment.regressions]
 
 
 def _nightly(args: argparse.Namespace) -> int:
@@ -59,14 +79,27 @@ def _nightly(args: argparse.Namespace) -> int:
     extra = list(args.pytest_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
-    return run_nightly(
-        Path(args.topology),
-        reports=Path(args.reports),
-        wait=args.wait,
-        tests=args.tests,
-        pytest_args=extra,
-        doctor=not args.no_doctor,
-    )
+    run = {"reports": Path(args.reports), "tests": args.tests, "pytest_args": extra, "doctor": not args.no_doctor}
+    if args.coordinator:
+        from fabqual.fleet.coordinator import check_address, check_tags
+        from fabqual.fleet.nightly import run_on_place
+
+        if args.topology:
+            raise FabqualError("--topology and --coordinator exclude each other: the place's topology tag names it")
+        return run_on_place(
+            check_address(args.coordinator),
+            check_tags(args.tags or []),
+            topologies=Path(args.topologies),
+            prio=args.prio,
+            wait=args.wait,
+            lease_s=args.lease,
+            **run,
+        )
+    if args.tags:
+        raise FabqualError("--tags chooses a labgrid place: give --coordinator HOST:PORT too")
+    if not args.topology:
+        raise FabqualError("give --topology FILE (one rack) or --coordinator HOST:PORT --tags KEY=VALUE (a fleet)")
+    return run_nightly(Path(args.topology), wait=args.wait, **run)
 
 
 def register(subparsers: Any) -> None:
@@ -91,6 +124,12 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("FABQUAL_DEVIATIONS"),
         help="YAML with a 'deviations:' mapping (metric or link_type.metric → fraction); env FABQUAL_DEVIATIONS",
     )
+    compare.add_argument(
+        "--results-db",
+        metavar="URL",
+        help="also judge RUN_B against the baseline learned from its rack's history in this database",
+    )
+    compare.add_argument("--known-issues", metavar="FILE", help="known-issues YAML: marks matching failures known")
     compare.set_defaults(func=_compare)
 
     nightly = subparsers.add_parser(
@@ -99,8 +138,18 @@ def register(subparsers: Any) -> None:
         description="Exit 0: pass; 1: a test failed; 2: lab error or usage; 3: the rack is locked by another run."
         " Arguments after -- go to pytest.",
     )
-    nightly.add_argument("--topology", required=True, help="topology file of the rack")
-    nightly.add_argument("--wait", type=_seconds, default=0.0, help="wait up to SECONDS for the rack's lock")
+    nightly.add_argument("--topology", help="topology file of the rack (held by a file lock)")
+    nightly.add_argument("--wait", type=_seconds, default=0.0, help="wait up to SECONDS for the rack (lock or place)")
+    fleet = nightly.add_argument_group("a rack from labgrid's coordinator (instead of --topology)")
+    fleet.add_argument("--coordinator", metavar="HOST:PORT", help="labgrid coordinator handing out the racks")
+    fleet.add_argument("--tags", nargs="+", metavar="KEY=VALUE", help="what the place must offer, e.g. link=fc_nvme")
+    fleet.add_argument("--prio", type=int, default=0, help="reservation priority (higher goes first; default 0)")
+    fleet.add_argument(
+        "--lease", type=_seconds, default=600.0, help="seconds a killed runner keeps its place (default %(default)s)"
+    )
+    fleet.add_argument(
+        "--topologies", default="topologies", help="directory of <topology tag>.yaml files (default %(default)s)"
+    )
     nightly.add_argument("--reports", default="reports", help="directory for the report, JUnit and results")
     nightly.add_argument("--tests", default="tests/acceptance", help="what pytest runs (default tests/acceptance)")
     nightly.add_argument("--no-doctor", action="store_true", help="skip the doctor before the run")

@@ -98,12 +98,8 @@ def run_nightly(
     pytest_args: list[str],
     doctor: bool = True,
 ) -> int:
-    from fabqual.topology import load_topology
-
-    try:
-        topology = load_topology(topology_file)
-    except FabqualError as error:
-        print(f"fabqual nightly: {error}", file=sys.stderr)
+    topology = _load(topology_file)
+    if topology is None:
         return EXIT_LAB
     try:
         with rack_lock(topology.name, wait=wait):
@@ -111,6 +107,24 @@ def run_nightly(
     except RackLockedError as error:
         print(f"fabqual nightly: {error}", file=sys.stderr)
         return EXIT_LOCKED
+
+
+def run_locked(topology_file: Path, *, reports: Path, tests: str, pytest_args: list[str], doctor: bool = True) -> int:
+    """The run on a rack something else already holds for us (a labgrid place): no file lock."""
+    topology = _load(topology_file)
+    if topology is None:
+        return EXIT_LAB
+    return _locked_run(topology, topology_file, reports, tests, pytest_args, doctor)
+
+
+def _load(topology_file: Path) -> Any:
+    from fabqual.topology import load_topology
+
+    try:
+        return load_topology(topology_file)
+    except FabqualError as error:
+        print(f"fabqual nightly: {error}", file=sys.stderr)
+        return None
 
 
 def _locked_run(

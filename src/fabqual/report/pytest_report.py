@@ -22,6 +22,7 @@ Other code adds inventory tables (ESXi and vCenter builds) with
 from __future__ import annotations
 
 import getpass
+import html
 import json
 import os
 import shlex
@@ -57,6 +58,7 @@ REPORTS_DIR_ENV = "FABQUAL_REPORTS_DIR"
 RUN_ID_ENV = "FABQUAL_RUN_ID"  # set by `fabqual nightly` so all files of a run share its id
 BASELINE_ENV = "FABQUAL_BASELINE"
 DEVIATIONS_ENV = "FABQUAL_DEVIATIONS"
+PLACE_ENV, PLACE_TAGS_ENV = "FABQUAL_PLACE", "FABQUAL_PLACE_TAGS"  # set by fabqual.fleet.nightly
 MAX_OUTPUT_CHARS = 256_000  # per attached output in the JSON: a runaway tool must not bloat it
 
 LINK_TYPES = ("fc_nvme", "nvmet_rdma", "pvrdma", "ipofc")
@@ -198,7 +200,7 @@ class ReportCollector:
         except Exception as error:  # a corrupt older file must not cost today's report
             history, previous_id, baseline_id = None, None, None
             results.setdefault("notes", []).append(f"history not compared: {error}")
-        state.html_sections = render_sections(results, history, previous_id, baseline_id)
+        state.html_sections = render_sections(results, history, previous_id, baseline_id) + _database(results, state)
         _junit_properties(self.config, results)
         if state.html_report is not None:
             state.html_report.title = f"Qualification report: {results['run']['topology']} ({results['verdict']})"
@@ -314,6 +316,7 @@ def _build_results(config: pytest.Config, state: _Session, exitstatus: int) -> R
             "profile": profile,
             "strict": bool(getattr(run, "strict", False)),
             "pytest_exit_status": int(exitstatus),
+            **_place(),
         },
         "verdict": overall_verdict(verdicts),
         "verdicts": verdicts,
@@ -322,6 +325,18 @@ def _build_results(config: pytest.Config, state: _Session, exitstatus: int) -> R
         "metrics": metrics,
     }
     return redact(results, _secrets(config))
+
+
+def _place() -> dict[str, Any]:
+    """The labgrid place the run was handed (set by ``fabqual nightly --coordinator``), if any."""
+    place = os.environ.get(PLACE_ENV)
+    if not place:
+        return {}
+    try:
+        tags = json.loads(os.environ.get(PLACE_TAGS_ENV) or "{}")
+    except ValueError:
+        tags = {}
+    return {"place": place, "place_tags": tags if isinstance(tags, dict) else {}}
 
 
 def _history(path: Path, results: Results) -> tuple[list[MetricDelta] | None, str | None, str | None]:
@@ -336,6 +351,21 @@ def _history(path: Path, results: Results) -> tuple[list[MetricDelta] | None, st
     previous = found[1] if found else None
     rows = compare_runs(results, previous, baseline, deviations=deviations)
     return rows, (previous["run"]["id"] if previous else "none"), (baseline["run"]["id"] if baseline else None)
+
+
+def _database(results: Results, state: _Session) -> str:
+    """Store the run in the results database and render its judgment against history."""
+    from fabqual.errors import FabqualError
+    from fabqual.history.section import render_history_section
+    from fabqual.results_db.record import record_run
+
+    assert state.results_path is not None
+    try:
+        assessment, database = record_run(results, state.results_path)
+    except FabqualError as error:
+        results.setdefault("notes", []).append(f"not stored in the results database: {error}")
+        return f'<p class="fabqual-note">Not stored in the results database: {html.escape(str(error))}</p>'
+    return render_history_section(assessment, database)
 
 
 def _junit_properties(config: pytest.Config, results: Results) -> None:

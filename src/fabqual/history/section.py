@@ -1,0 +1,60 @@
+"""The run report's "against history" section: regressions, known issues, waivers, flaky rows.
+
+Rendered from an :class:`~fabqual.history.assess.Assessment`; a regression is
+shown apart from a threshold failure (a metric can pass its threshold and
+still have regressed against its own history).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from fabqual.history.assess import Assessment
+
+
+def render_history_section(assessment: Assessment, database: str) -> str:
+    based = [m for m in assessment.metrics if m.baseline is not None]
+    parts = [
+        '<section class="fabqual-history-db"><h2>Against history (results database)</h2>',
+        f"<p>Rack {escape(assessment.rack)}, database {escape(database)}: {len(based)} of"
+        f" {len(assessment.metrics)} metric(s) have a baseline learned from earlier passing runs on the same"
+        f" versions; {len(assessment.regressions)} regressed. Verdict after waivers:"
+        f" <b>{escape(assessment.verdict)}</b>.</p>",
+    ]
+    if assessment.regressions:
+        parts.append(
+            '<table class="regressions"><tr><th>metric</th><th>value</th><th>baseline (median ± allowed)</th>'
+            "<th>change</th><th>fixed threshold</th><th>flag</th></tr>"
+        )
+        for m in assessment.regressions:
+            assert m.baseline is not None
+            change = f"{m.change:+.1%}" if m.change is not None else "-"
+            parts.append(
+                f"<tr><td>{escape(m.key)}</td><td>{m.value:.4g} {escape(m.unit)}</td>"
+                f"<td>{m.baseline.median:.4g} ± {m.baseline.allowed:.3g} (n={m.baseline.samples})</td>"
+                f"<td>{change}</td><td>{'passed' if m.passed else 'FAILED'}</td>"
+                '<td class="regression">REGRESSION</td></tr>'
+            )
+        parts.append("</table>")
+    marked = [r for r in assessment.rows if r.known or r.flaky]
+    if marked:
+        parts.append('<table class="row-marks"><tr><th>test</th><th>outcome</th><th>marks</th></tr>')
+        for row in marked:
+            marks = []
+            if row.known:
+                tracker = (
+                    f' <a href="{escape(row.known.tracker)}">{escape(row.known.tracker)}</a>'
+                    if row.known.tracker
+                    else ""
+                )
+                marks.append(f"known issue {escape(row.known.id)}{tracker}")
+            if row.waived:
+                marks.append("waived (left out of the verdict)")
+            if row.flaky:
+                marks.append("flaky (history alternates)")
+            parts.append(
+                f"<tr><td>{escape(row.nodeid)}</td><td>{escape(row.outcome)}</td><td>{'; '.join(marks)}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</section>")
+    return "\n".join(parts)
