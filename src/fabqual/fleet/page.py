@@ -19,6 +19,7 @@ from fabqual.fleet.trend import Point, trend_chart
 from fabqual.history.baseline import DEFAULT_POLICY, Policy, learn, regressed
 from fabqual.history.flaky import is_flaky
 from fabqual.history.known_issues import NO_KNOWN_ISSUES, KnownIssues, today
+from fabqual.history.section import marks_html
 from fabqual.report.results import _atomic_write
 from fabqual.results_db.history import (
     RunSummary,
@@ -211,17 +212,10 @@ def render_fleet(fleet: Fleet) -> str:
                 "<th>reason</th><th>marks</th></tr>"
             )
             for row in rack.failures:
-                marks = []
-                if row.known:
-                    link = f' <a href="{escape(row.tracker)}">{escape(row.tracker)}</a>' if row.tracker else ""
-                    marks.append(f'<span class="known">known issue {escape(row.known)}</span>{link}')
-                if row.waived:
-                    marks.append('<span class="known">waived</span>')
-                if row.flaky:
-                    marks.append('<span class="flaky">flaky</span>')
+                marks = marks_html(row.known, row.tracker, row.waived, row.flaky)
                 parts.append(
                     f"<tr><td>{escape(row.nodeid)}</td><td>{escape(row.outcome)}</td>"
-                    f"<td>{escape(row.reason[:300])}</td><td>{' '.join(marks) or '-'}</td></tr>"
+                    f"<td>{escape(row.reason[:300])}</td><td>{marks}</td></tr>"
                 )
             parts.append("</table>")
         regressed = [t for t in rack.trends if t.regressed_now]

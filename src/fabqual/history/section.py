@@ -12,6 +12,19 @@ from html import escape
 from fabqual.history.assess import Assessment
 
 
+def marks_html(known: str, tracker: str, waived: bool, flaky: bool) -> str:
+    """A failed row's marks: known issue (with its tracker link), waived, flaky; "-" without any."""
+    marks = []
+    if known:
+        link = f' <a href="{escape(tracker)}">{escape(tracker)}</a>' if tracker else ""
+        marks.append(f'<span class="known">known issue {escape(known)}</span>{link}')
+    if waived:
+        marks.append('<span class="known">waived (left out of the verdict)</span>')
+    if flaky:
+        marks.append('<span class="flaky">flaky (history alternates)</span>')
+    return " ".join(marks) or "-"
+
+
 def render_history_section(assessment: Assessment, database: str) -> str:
     based = [m for m in assessment.metrics if m.baseline is not None]
     parts = [
@@ -40,21 +53,9 @@ def render_history_section(assessment: Assessment, database: str) -> str:
     if marked:
         parts.append('<table class="row-marks"><tr><th>test</th><th>outcome</th><th>marks</th></tr>')
         for row in marked:
-            marks = []
-            if row.known:
-                tracker = (
-                    f' <a href="{escape(row.known.tracker)}">{escape(row.known.tracker)}</a>'
-                    if row.known.tracker
-                    else ""
-                )
-                marks.append(f"known issue {escape(row.known.id)}{tracker}")
-            if row.waived:
-                marks.append("waived (left out of the verdict)")
-            if row.flaky:
-                marks.append("flaky (history alternates)")
-            parts.append(
-                f"<tr><td>{escape(row.nodeid)}</td><td>{escape(row.outcome)}</td><td>{'; '.join(marks)}</td></tr>"
-            )
+            issue = row.known
+            cells = marks_html(issue.id if issue else "", issue.tracker if issue else "", row.waived, row.flaky)
+            parts.append(f"<tr><td>{escape(row.nodeid)}</td><td>{escape(row.outcome)}</td><td>{cells}</td></tr>")
         parts.append("</table>")
     parts.append("</section>")
     return "\n".join(parts)
