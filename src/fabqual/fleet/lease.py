@@ -165,7 +165,8 @@ class PlaceLease:
                 text=True,
             )
             try:
-                _, err = waiter.communicate(timeout=max(0.5, min(POLL_S, deadline - time.monotonic())))
+                # a whole POLL_S per call, even with --wait 0: the client takes a second or two to start
+                _, err = waiter.communicate(timeout=POLL_S)
                 if waiter.returncode != 0:
                     raise CoordinatorError(
                         f"labgrid coordinator {self.coordinator.address}: wait {token}: {err.strip()}"
