@@ -1,10 +1,13 @@
 """NVMe-oF host side through nvme-cli: discover, connect, find the namespace, disconnect.
 
-The JSON nvme-cli prints changed between 1.x and 2.x (``list`` went from a flat
-``Devices`` list to, with ``-v``, a nested host/subsystem/controller tree;
-``list-subsys`` went from one object whose ``Subsystems`` list mixed subsystem
-and path objects to a list of hosts). The parsers here accept every shape
-and are tested on captured outputs of each.
+The JSON nvme-cli prints changed between 1.x and 2.x (``list`` is a flat
+``Devices`` list in both, but ``-v`` gives one entry per subsystem in 1.x and a
+host/subsystem/controller tree in 2.x; ``list-subsys`` went from one object
+whose ``Subsystems`` list mixed subsystem and path objects (<= 1.8) to a list of
+hosts). ``discover`` has no ``-o json`` in 1.x (Debian 11's 1.12 rejects the
+option), so its text log is read there: :meth:`NvmeHost.discover` asks the
+node's nvme-cli whether it knows ``--output-format``. The parsers accept every
+shape and are tested on outputs of 1.x, 2.3 and 2.13 (fixtures/outputs/nvme-cli/).
 """
 
 from __future__ import annotations
@@ -126,14 +129,18 @@ def parse_nvme_list(text: str) -> list[NvmeDevice]:
         raise ParseError("nvme list", "no 'Devices' list", text)
     devices: list[NvmeDevice] = []
     for entry in data["Devices"]:
-        if "Subsystems" in entry:  # 2.x verbose: host → subsystems → (controllers →) namespaces
-            for subsystem in entry["Subsystems"]:
-                namespaces = list(subsystem.get("Namespaces", []))
-                for controller in subsystem.get("Controllers", []):
-                    namespaces.extend(controller.get("Namespaces", []))
-                devices.extend(_device(ns) for ns in namespaces)
-        else:
+        if not isinstance(entry, dict):
+            raise ParseError("nvme list", f"a Devices entry is not an object: {entry!r}", text)
+        # 2.x verbose: host → subsystems → (controllers →) namespaces; 1.x verbose: one entry per subsystem.
+        subsystems = entry.get("Subsystems", [entry] if "Subsystem" in entry else None)
+        if subsystems is None:  # 1.x and 2.x flat: the entry is the namespace
             devices.append(_device(entry))
+            continue
+        for subsystem in subsystems:
+            namespaces = list(subsystem.get("Namespaces", []))
+            for controller in subsystem.get("Controllers", []):
+                namespaces.extend(controller.get("Namespaces", []))
+            devices.extend(_device(ns) for ns in namespaces)
     return devices
 
 
@@ -151,6 +158,51 @@ def parse_discovery(text: str) -> list[DiscoveryRecord]:
             subtype=str(r.get("subtype", "")),
         )
         for r in data["records"]
+    ]
+
+
+def discover_speaks_json(usage: str) -> bool:
+    """From ``nvme discover --help``: 2.x lists ``--output-format``; 1.x (e.g. 1.12) has no such option."""
+    if "discover" not in usage.lower() or "--transport" not in usage:
+        raise ParseError("nvme discover --help", "not nvme-cli's discover usage (is nvme-cli installed?)", usage)
+    return "--output-format" in usage
+
+
+_LOG_ENTRY = re.compile(r"^=+\s*Discovery Log Entry \d+\s*=+$")
+_LOG_FIELD = re.compile(r"^([a-z_]+):\s*(.*?)\s*$")
+
+
+def parse_discovery_text(text: str) -> list[DiscoveryRecord]:
+    """``nvme discover`` text of nvme-cli 1.x (which has no ``-o json``) → discovery log records.
+
+    ``Discovery Log Number of Records N, ...`` then, per record, a
+    ``=====Discovery Log Entry i======`` line and ``key: value`` lines.
+    """
+    announced = re.search(r"Discovery Log Number of Records (\d+)", text)
+    if not announced:
+        raise ParseError("nvme discover", "no 'Discovery Log Number of Records' line", text)
+    entries: list[dict[str, str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if _LOG_ENTRY.match(line):
+            entries.append({})
+        elif entries and (field := _LOG_FIELD.match(line)):
+            entries[-1].setdefault(field[1], field[2])
+    if len(entries) != int(announced[1]):
+        raise ParseError("nvme discover", f"{announced[1]} records announced, {len(entries)} found: truncated?", text)
+    for number, entry in enumerate(entries):
+        missing = [key for key in ("trtype", "traddr", "subnqn") if key not in entry]
+        if missing:
+            raise ParseError("nvme discover", f"entry {number} has no {', '.join(missing)}", text)
+    return [
+        DiscoveryRecord(
+            trtype=entry["trtype"],
+            traddr=entry["traddr"],
+            trsvcid=entry.get("trsvcid", ""),
+            subnqn=entry["subnqn"],
+            subtype=entry.get("subtype", ""),
+        )
+        for entry in entries
     ]
 
 
@@ -193,6 +245,7 @@ class NvmeHost:
         self.executor = executor
         self.journal = journal
         self._hostnqn: str | None = None
+        self._discover_json: bool | None = None
 
     def hostnqn(self) -> str:
         """The host's NQN: /etc/nvme/hostnqn if set, else one generated by nvme-cli (kept for this run)."""
@@ -213,9 +266,24 @@ class NvmeHost:
     def devices(self) -> list[NvmeDevice]:
         return parse_nvme_list(self.executor.run("nvme list -o json", timeout=60).stdout)
 
+    def _discover_speaks_json(self) -> bool:
+        """Whether this node's ``nvme discover`` knows ``-o json``: asked once, by its usage text."""
+        if self._discover_json is None:
+            usage = self.executor.run("nvme discover --help 2>&1; true", timeout=30).stdout
+            try:
+                self._discover_json = discover_speaks_json(usage)
+            except ParseError:
+                raise LabError(
+                    f"{self.executor.node}: `nvme discover --help` printed no discover usage"
+                    f" ({usage.strip()[:120]!r}); install nvme-cli on this host"
+                ) from None
+        return self._discover_json
+
     def discover(self, spec: ConnectSpec) -> list[DiscoveryRecord]:
         modprobe(self.executor, self.HOST_MODULES[spec.trtype])  # nvme-cli cannot even scan without nvme-fabrics
-        command = shlex.join(["nvme", "discover", *spec.args(), "-q", self.hostnqn(), "-o", "json"])
+        as_json = self._discover_speaks_json()
+        output = ["-o", "json"] if as_json else []
+        command = shlex.join(["nvme", "discover", *spec.args(), "-q", self.hostnqn(), *output])
         log_step(self.executor.node, f"nvme discover {spec.trtype} {spec.traddr}")
         result = self.executor.run(command, timeout=120, check=False)
         if not result.ok:
@@ -223,7 +291,7 @@ class NvmeHost:
                 f"{self.executor.node}: nvme discover -t {spec.trtype} -a {spec.traddr} failed:"
                 f" {(result.stderr or result.stdout).strip()}; is the target port up and reachable?"
             )
-        return parse_discovery(result.stdout)
+        return parse_discovery(result.stdout) if as_json else parse_discovery_text(result.stdout)
 
     def connect(self, spec: ConnectSpec) -> tuple[str, ...]:
         """Connect one path; returns the new controller names (nvme1, ...)."""
