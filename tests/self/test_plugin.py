@@ -132,3 +132,38 @@ def test_broken_topology_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["*bad.yaml: nodes[[]0[]].hbas[[]0[]].emulation: 'fcloopy' is not one of 'none', 'fcloop', 'fcoe'*"]
     )
+
+
+def test_a_metric_without_a_value_fails_and_never_passes(pytester: pytest.Pytester, rack: str) -> None:
+    """None or nan handed to check_metric fails the test naming link, metric and context; an unknown value
+    read through a parser's property fails with the ParseError naming tool, test, size and column."""
+    pytester.makepyfile(
+        test_m="""
+import pytest
+from fabqual.tools.perftest import LatRow, PerftestResult
+
+@pytest.mark.capability("nvme_namespace")
+def test_none(link, check_metric):
+    check_metric(link, "iops", None, context={"bs": "4k"})
+
+@pytest.mark.capability("nvme_namespace")
+def test_nan(link, check_metric):
+    check_metric(link, "iops", float("nan"))
+
+@pytest.mark.capability("nvme_namespace")
+def test_unknown_column(link, check_metric):
+    old = PerftestResult("RDMA_Write Latency Test", None, (), (LatRow(2, 200, 1.0, 9.0, 1.5, *[None] * 4),))
+    assert old.lat_typical_us == 1.5
+    check_metric(link, "lat_p99_us", old.lat_p99_us)
+"""
+    )
+    result = pytester.runpytest("--topology", rack, "-m", "fc_nvme")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*fc0: iops (bs=4k) has no measured value (None): the tool did not report it*",
+            "*fc0: iops has no measured value (nan)*",
+            "*cannot parse perftest output: RDMA_Write Latency Test size 2: 99% percentile is unknown*",
+        ],
+        consecutive=False,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -135,12 +136,28 @@ def check_metric(request: pytest.FixtureRequest, fabqual_run: QualificationRun) 
 
     ``check_metric(link, "iops", 1234.0, context={"bs": "4k"}, line_rate=None)``.
     Every metric is recorded (also after an earlier one missed), so the report
-    shows all numbers of a failing test.
+    shows all numbers of a failing test. A value that is not a number (None: a
+    tool left it out or printed nan) fails the test at once: a missing number
+    never passes. The parsers' own properties (``bw_gbps``, ``lat_p99_us``...)
+    already refuse unknown values with a ParseError naming tool and key; this is
+    the net under values passed in directly.
     """
 
     def check(
-        link: Link, metric: str, value: float, *, context: dict[str, str] | None = None, line_rate: float | None = None
+        link: Link,
+        metric: str,
+        value: float | None,
+        *,
+        context: dict[str, str] | None = None,
+        line_rate: float | None = None,
     ) -> Measurement:
+        if value is None or not math.isfinite(value):
+            where = ", ".join(f"{key}={val}" for key, val in (context or {}).items())
+            pytest.fail(
+                f"{link.name}: {metric}{f' ({where})' if where else ''} has no measured value ({value!r}):"
+                " the tool did not report it, and a missing number never passes",
+                pytrace=False,
+            )
         ctx = dict(context or {})
         bound = fabqual_run.thresholds.bound(link.type, metric, ctx, line_rate=line_rate)
         measurement = Measurement(
