@@ -1,4 +1,5 @@
-"""ping (iputils 20221126) parsing on real captures, and run_ping on this machine.
+"""ping (iputils 20221126; 20210202 and 20240905 of Debian 11 and 13 at the end) parsing on real captures,
+and run_ping on this machine.
 
 Samples under fixtures/outputs/ping/ were captured on the dev host; each
 ``.origin`` file holds the exact command (the no-answer ones in a fresh netns).
@@ -97,3 +98,30 @@ def test_command_with_size_sets_dont_fragment() -> None:
 def test_run_ping_loopback() -> None:
     result = run_ping(LocalExecutor(), "127.0.0.1", 3, 0.2, size=1472)
     assert result.received == 3 and result.loss_pct == 0 and result.rtt_avg_ms is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "sent", "received", "rtt"),
+    [
+        ("v20210202_ok.txt", 5, 5, (0.022, 0.101, 0.377, 0.137)),
+        ("v20210202_jumbo.txt", 5, 5, (0.014, 0.020, 0.026, 0.004)),
+        ("v20210202_noarp.txt", 3, 0, (None, None, None, None)),
+        ("v20240905_ok.txt", 5, 5, (0.014, 0.032, 0.061, 0.016)),
+        ("v20240905_jumbo.txt", 5, 5, (0.022, 0.039, 0.054, 0.012)),
+        ("v20240905_noarp.txt", 3, 0, (None, None, None, None)),
+    ],
+)
+def test_iputils_of_debian_11_and_13(name: str, sent: int, received: int, rtt: tuple[float | None, ...]) -> None:
+    """fabqual's ping lines read the same on iputils 20210202 and 20240905; with nothing back the
+    round-trip times are unknown (None), not 0, and the loss is 100 %."""
+    result = parse_ping(sample(name))
+    assert (result.transmitted, result.received, result.errors) == (sent, received, 0)
+    assert result.loss_pct == (0.0 if received else 100.0)
+    assert (result.rtt_min_ms, result.rtt_avg_ms, result.rtt_max_ms, result.rtt_mdev_ms) == rtt
+
+
+@pytest.mark.parametrize("name", ["v20210202_unreachable.txt", "v20240905_unreachable.txt"])
+def test_no_route_of_debian_11_and_13_is_a_parse_error_quoting_ping(name: str) -> None:
+    with pytest.raises(ParseError, match="no 'packets transmitted' statistics line") as caught:
+        parse_ping(sample(name))
+    assert "ping: connect: Network is unreachable" in str(caught.value)
