@@ -1,4 +1,4 @@
-"""perftest table and --out_json parsing (Debian 12's 4.5-0.17; 4.4 and 25.01 at the end), and its command lines.
+"""perftest tables and --out_json (Debian 12's 4.5-0.17; 4.4 and 25.01 with the lab captures), and command lines.
 
 SOURCE_DERIVED samples (fixtures/outputs/perftest/source-derived/) were rendered
 from perftest v4.5-0.17's own printf formats because no RDMA device existed here
@@ -243,8 +243,14 @@ def test_command_misuse_is_refused(kwargs: dict[str, object], message: str) -> N
 
 
 def lab(name: str) -> str:
-    assert (LAB / f"{name}.origin").is_file(), f"{name} has no .origin file"
-    return (LAB / name).read_text()
+    """A lab capture: lab/<name>, or releases/<name> (another release's perftest on the lab's rxe)."""
+    path = ROOT / name if name.startswith("releases/") else LAB / name
+    assert path.with_name(f"{path.name}.origin").is_file(), f"{name} has no .origin file"
+    return path.read_text()
+
+
+def _iterations(name: str) -> int:
+    return 200 if name.startswith("releases/") else 1000
 
 
 @pytest.mark.parametrize(
@@ -256,6 +262,13 @@ def lab(name: str) -> str:
         ("ib_read_bw_65536_mtu4096_client.txt", "RDMA_Read BW Test", 65536, 0.067452, 0.061793, 0.000118),
         ("ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.040646, 0.028546, 0.000871),
         ("ib_send_bw_4096_server.txt", "Send BW Test", 4096, 0.0, 0.029299, 0.000894),  # receiver: no peak
+        # perftest 4.4 (Debian 11) and 25.01 (Debian 13) with fabqual's lines: 2 or 6 decimals, Gb/s
+        ("releases/v4.4_ib_write_bw_65536_client.txt", "RDMA_Write BW Test", 65536, 0.37, 0.36, 0.000683),
+        ("releases/v4.4_ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.381762, 0.099257, 0.003029),
+        ("releases/v4.4_ib_read_bw_65536_client.txt", "RDMA_Read BW Test", 65536, 0.45, 0.17, 0.000320),
+        ("releases/v25.01_ib_write_bw_65536_client.txt", "RDMA_Write BW Test", 65536, 0.47, 0.42, 0.000810),
+        ("releases/v25.01_ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.299739, 0.072312, 0.002207),
+        ("releases/v25.01_ib_read_bw_65536_client.txt", "RDMA_Read BW Test", 65536, 0.49, 0.26, 0.000505),
     ],
 )
 def test_lab_bandwidth_tables(name: str, test: str, size: int, peak: float, avg: float, rate: float) -> None:
@@ -263,7 +276,8 @@ def test_lab_bandwidth_tables(name: str, test: str, size: int, peak: float, avg:
     assert result.test == test and result.bw_unit == "Gb/sec" and result.info["Device"] == "rxe0"
     assert len(result.bw_rows) == 1
     row = result.bw_rows[0]
-    assert (row.size, row.iterations, row.bw_peak, row.bw_avg, row.msg_rate_mpps) == (size, 1000, peak, avg, rate)
+    iterations = _iterations(name)
+    assert (row.size, row.iterations, row.bw_peak, row.bw_avg, row.msg_rate_mpps) == (size, iterations, peak, avg, rate)
     assert result.bw_gbps == avg
 
 
@@ -284,16 +298,25 @@ def test_lab_mtu_warning_is_a_note() -> None:
          (307.03, 27875.15, 878.66, 1896.21, 2000.96, 9754.29, 27875.15)),
         ("ib_send_lat_64_server.txt", "Send Latency Test", 64,
          (286.74, 36068.74, 969.42, 1877.82, 1917.09, 8552.17, 36068.74)),
+        ("releases/v4.4_ib_write_lat_2_client.txt", "RDMA_Write Latency Test", 2,
+         (3700.01, 144439.45, 6157.87, 8999.14, 11117.54, 116436.98, 144439.45)),
+        ("releases/v4.4_ib_send_lat_2_client.txt", "Send Latency Test", 2,
+         (3417.83, 15909.81, 4993.48, 5961.02, 2399.76, 13986.23, 15909.81)),
+        ("releases/v25.01_ib_write_lat_2_client.txt", "RDMA_Write Latency Test", 2,
+         (3614.46, 12044.37, 6093.56, 6345.54, 1805.33, 11553.41, 12044.37)),
+        ("releases/v25.01_ib_send_lat_2_client.txt", "Send Latency Test", 2,
+         (3787.90, 11427.20, 6237.44, 6232.61, 1708.90, 10496.89, 11427.20)),
     ],
 )  # fmt: skip
 def test_lab_latency_tables(name: str, test: str, size: int, numbers: tuple[float, ...]) -> None:
     result = parse_perftest(lab(name))
     assert result.test == test
     row = result.lat_rows[0]
-    assert (row.size, row.iterations) == (size, 1000)
+    assert (row.size, row.iterations) == (size, _iterations(name))
     assert (row.t_min_us, row.t_max_us, row.t_typical_us, row.t_avg_us, row.t_stdev_us, row.p99_us, row.p999_us) == (
         numbers
     )
+    assert (result.lat_typical_us, result.lat_p99_us) == (numbers[2], numbers[5])
 
 
 def test_lab_out_json_files_are_not_json_and_match_the_table() -> None:
@@ -348,49 +371,6 @@ RELEASES = ROOT / "releases"
 def release(name: str) -> str:
     assert (RELEASES / f"{name}.origin").is_file(), f"{name} has no .origin file"
     return (RELEASES / name).read_text()
-
-
-@pytest.mark.parametrize(
-    ("name", "test", "size", "peak", "avg", "rate"),
-    [
-        ("v4.4_ib_write_bw_65536_client.txt", "RDMA_Write BW Test", 65536, 0.37, 0.36, 0.000683),
-        ("v4.4_ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.381762, 0.099257, 0.003029),
-        ("v4.4_ib_read_bw_65536_client.txt", "RDMA_Read BW Test", 65536, 0.45, 0.17, 0.000320),
-        ("v25.01_ib_write_bw_65536_client.txt", "RDMA_Write BW Test", 65536, 0.47, 0.42, 0.000810),
-        ("v25.01_ib_send_bw_4096_client.txt", "Send BW Test", 4096, 0.299739, 0.072312, 0.002207),
-        ("v25.01_ib_read_bw_65536_client.txt", "RDMA_Read BW Test", 65536, 0.49, 0.26, 0.000505),
-    ],
-)
-def test_release_bandwidth_tables(name: str, test: str, size: int, peak: float, avg: float, rate: float) -> None:
-    """fabqual's bandwidth lines read the same on perftest 4.4 and 25.01 (2 or 6 decimals, Gb/s)."""
-    result = parse_perftest(release(name))
-    assert result.test == test and result.bw_unit == "Gb/sec" and result.info["Device"] == "rxe0"
-    row = result.bw_rows[0]
-    assert (row.size, row.iterations, row.bw_peak, row.bw_avg, row.msg_rate_mpps) == (size, 200, peak, avg, rate)
-    assert result.bw_gbps == avg
-
-
-@pytest.mark.parametrize(
-    ("name", "test", "numbers"),
-    [
-        ("v4.4_ib_write_lat_2_client.txt", "RDMA_Write Latency Test",
-         (3700.01, 144439.45, 6157.87, 8999.14, 11117.54, 116436.98, 144439.45)),
-        ("v4.4_ib_send_lat_2_client.txt", "Send Latency Test",
-         (3417.83, 15909.81, 4993.48, 5961.02, 2399.76, 13986.23, 15909.81)),
-        ("v25.01_ib_write_lat_2_client.txt", "RDMA_Write Latency Test",
-         (3614.46, 12044.37, 6093.56, 6345.54, 1805.33, 11553.41, 12044.37)),
-        ("v25.01_ib_send_lat_2_client.txt", "Send Latency Test",
-         (3787.90, 11427.20, 6237.44, 6232.61, 1708.90, 10496.89, 11427.20)),
-    ],
-)  # fmt: skip
-def test_release_latency_tables(name: str, test: str, numbers: tuple[float, ...]) -> None:
-    result = parse_perftest(release(name))
-    row = result.lat_rows[0]
-    assert result.test == test and (row.size, row.iterations) == (2, 200)
-    assert (row.t_min_us, row.t_max_us, row.t_typical_us, row.t_avg_us, row.t_stdev_us, row.p99_us, row.p999_us) == (
-        numbers
-    )
-    assert (result.lat_typical_us, result.lat_p99_us) == (numbers[2], numbers[5])
 
 
 def test_perftest_25_out_json_is_real_json() -> None:
