@@ -92,6 +92,15 @@ def test_halved_night_is_ringed_and_the_known_failure_is_marked(page: Path) -> N
     assert 'class="known"' in rack_b and "THRESHOLD FAILED" in rack_b
 
 
+def test_a_later_page_without_the_file_uses_the_known_issues_stored_in_the_database(page: Path) -> None:
+    """The first page stored version 1 of the file; a page made without --known-issues still marks LAB-9."""
+    again = page.parent / "fleet-again.html"
+    command = [sys.executable, "-m", "fabqual.cli", "fleet", "--results-db", str(page.parent / "results.db")]
+    done = subprocess.run([*command, "-o", str(again)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "known issue LAB-9" in again.read_text()
+
+
 def test_postgresql_holds_the_same_fleet_as_sqlite(tmp_path: Path) -> None:
     """The same nights stored in a throwaway PostgreSQL cluster give the same page as in SQLite."""
     if postgres_bin() is None:

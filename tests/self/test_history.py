@@ -22,6 +22,7 @@ from fabqual.history.assess import assess_run
 from fabqual.history.baseline import Policy, learn, regressed
 from fabqual.history.flaky import is_flaky
 from fabqual.history.known_issues import SCHEMA, load_known_issues, parse_known_issues
+from fabqual.report.results import link_type_verdicts
 from fabqual.results_db import ResultsDB
 from fabqual.testing.nights import night
 
@@ -172,3 +173,26 @@ def test_compare_with_results_db_flags_the_halved_run_and_exits_1(history_db: Re
     assert done.stdout.count("REGRESSION") == 6 and "FAILED" not in done.stdout
     plain = subprocess.run([*command, "--max-deviation", "1.5"], capture_output=True, text=True)
     assert plain.returncode == 0  # run against run with a loose deviation: only history sees it
+
+
+def test_nightly_exit_code_leaves_out_only_waived_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A known failure still exits 1; with an active waiver in $FABQUAL_KNOWN_ISSUES the same run exits 0."""
+    from fabqual.report.nightly import exit_code
+
+    broken = night(real_run(), 6, T0, factor=0.01)
+    for test in broken["tests"]:  # only the QD1 row fails
+        if test["nodeid"] != QD1:
+            test.update(outcome="passed", reason="")
+    broken["verdicts"] = link_type_verdicts(broken["tests"])
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(broken))
+    known = tmp_path / "known-issues.yaml"
+    known.write_text(KNOWN)
+    monkeypatch.setenv("FABQUAL_KNOWN_ISSUES", str(known))
+    assert exit_code(1, results)[0] == 1
+    known.write_text(KNOWN + "    waiver: {reason: vendor case 0815, by: qa-lead, until: 2999-12-31}\n")
+    code, reason = exit_code(1, results)
+    assert code == 0 and "1 of them waived" in reason
+    known.write_text("schema: nope")
+    code, reason = exit_code(1, results)
+    assert code == 2 and "schema" in reason

@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fabqual.history.known_issues import ENV as KNOWN_ISSUES_ENV
 from fabqual.results_db.cli import add_db_option, default_db
-
-KNOWN_ISSUES_ENV = "FABQUAL_KNOWN_ISSUES"
 
 
 def _count(text: str) -> int:
@@ -27,7 +26,7 @@ def add_known_issues_option(parser: argparse.ArgumentParser) -> None:
         "--known-issues",
         default=os.environ.get(KNOWN_ISSUES_ENV),
         metavar="FILE",
-        help=f"known-issues YAML (test/message patterns, trackers, waivers); env {KNOWN_ISSUES_ENV}",
+        help=f"known-issues YAML (stored in the database; default: the newest stored); env {KNOWN_ISSUES_ENV}",
     )
 
 
@@ -37,12 +36,17 @@ def _fleet(args: argparse.Namespace) -> int:
     from fabqual.fleet.page import write_fleet_page
     from fabqual.history.baseline import Policy
     from fabqual.history.known_issues import NO_KNOWN_ISSUES, load_known_issues
+    from fabqual.results_db.known import latest_known_issues, store_known_issues
     from fabqual.results_db.store import ResultsDB
     from fabqual.results_db.url import describe
 
     known = load_known_issues(args.known_issues) if args.known_issues else NO_KNOWN_ISSUES
     t0 = time.monotonic()
     with ResultsDB.open(args.results_db or default_db()) as db:
+        if args.known_issues:
+            store_known_issues(db, known)
+        else:  # the newest version a run or an earlier page stored
+            known = latest_known_issues(db)
         policy = Policy(window=args.window)
         fleet = write_fleet_page(db, Path(args.output), nights=args.nights, policy=policy, known=known)
         where = describe(db.url)

@@ -35,6 +35,7 @@ import yaml
 from fabqual.errors import FabqualError
 
 SCHEMA = "fabqual-known-issues/1"
+ENV = "FABQUAL_KNOWN_ISSUES"  # the file every run and command uses unless told otherwise
 _ISSUE_KEYS = {"id", "test", "message", "intermittent", "tracker", "waiver"}
 _WAIVER_KEYS = {"reason", "by", "until"}
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from fabqual.errors import FabqualError
 from fabqual.history.assess import Assessment, assess_run
+from fabqual.history.known_issues import ENV as KNOWN_ISSUES_ENV
 from fabqual.history.known_issues import NO_KNOWN_ISSUES, load_known_issues
 from fabqual.report.results import Results
+from fabqual.results_db.known import store_known_issues
 from fabqual.results_db.store import ResultsDB
 from fabqual.results_db.url import ENV, describe
-
-KNOWN_ISSUES_ENV = "FABQUAL_KNOWN_ISSUES"
 
 
 def database_for(results_path: Path) -> str:
@@ -33,6 +33,7 @@ def record_run(results: Results, results_path: Path) -> tuple[Assessment, str]:
     try:
         with ResultsDB.open(database_for(results_path)) as db:
             db.store(results, source=str(results_path.resolve()))
+            store_known_issues(db, known)
             return assess_run(db, results, known=known), describe(db.url)
     except FabqualError:
         raise
