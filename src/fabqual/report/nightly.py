@@ -167,6 +167,8 @@ def _locked_run(
         str(topology_file),
         "-p",
         "fabqual.report.pytest_report",
+        "-p",
+        "no:labgrid",  # labgrid's own pytest plugin (installed with the coordinator client) is not ours
         f"--html={html}",
         "--self-contained-html",
         f"--junitxml={junit}",
