@@ -37,6 +37,13 @@ class LabError(FabqualError):
     """
 
 
+class UnsafeDeviceError(LabError):
+    """A declared scratch device is not safe to write (mounted, held, swap, root, or holding signatures).
+
+    The rack offers a device it should not: the lab is wrong, not the device under test.
+    """
+
+
 class NodeUnreachableError(LabError):
     """A node cannot be reached (refused, timed out, wrong key, unknown host key)."""
 

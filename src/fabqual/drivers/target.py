@@ -13,7 +13,9 @@ from functools import partial
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvmet import NvmetTarget, PortAddress
+from fabqual.drivers.scratch import SafeScratch
 from fabqual.drivers.spdk import Listener, NodeRpcClient, SpdkTarget
+from fabqual.errors import DriverError
 from fabqual.executors.base import Executor
 from fabqual.topology.model import Node
 
@@ -25,7 +27,7 @@ class Export:
     """What to export: a subsystem with these scratch devices, listening on each address (one per path)."""
 
     nqn: str
-    device_paths: tuple[str, ...]
+    devices: tuple[SafeScratch, ...]  # proven safe on the node by drivers.scratch
     addresses: tuple[PortAddress, ...]
     allow_any_host: bool
     allowed_hosts: tuple[str, ...] = ()
@@ -47,8 +49,16 @@ class Exported:
 
 
 def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Exported:
-    """Export ``what`` on ``node``, journaled; returns the backend and a switch per address."""
-    scratch = tuple(device.path for device in node.scratch_devices)
+    """Export ``what`` on ``node``, journaled; returns the backend and a switch per address.
+
+    Only scratch devices of ``node`` that its node proved safe are exported, by
+    the kernel device they resolved to.
+    """
+    declared = {device.name for device in node.scratch_devices}
+    for device in what.devices:
+        if device.node != node.name or device.name not in declared:
+            raise DriverError(f"{node.name}: refusing to export {device.device}: not a scratch device of this node")
+    scratch = tuple(device.device for device in what.devices)
     backend = node.nvme_target.backend if node.nvme_target else "kernel"
     if backend == "spdk":
         assert node.nvme_target is not None
@@ -60,7 +70,7 @@ def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Ex
         spdk.create_subsystem(what.nqn, allow_any_host=what.allow_any_host)
         for hostnqn in what.allowed_hosts:
             spdk.add_host(what.nqn, hostnqn)
-        for index, path in enumerate(what.device_paths, start=1):
+        for index, path in enumerate(scratch, start=1):
             bdev = spdk.create_aio_bdev(f"fabqual_{path.rsplit('/', 1)[-1]}", path)
             spdk.add_namespace(what.nqn, bdev, nsid=index)
         switches = []
@@ -80,7 +90,7 @@ def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Ex
         kernel.prepare(trtype)
     kernel.remove_stale(what.nqn)
     kernel.create_subsystem(what.nqn, allow_any_host=what.allow_any_host, allowed_hosts=what.allowed_hosts)
-    for index, path in enumerate(what.device_paths, start=1):
+    for index, path in enumerate(scratch, start=1):
         kernel.add_namespace(what.nqn, index, path)
     switches = []
     for address in what.addresses:

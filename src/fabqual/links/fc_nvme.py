@@ -71,7 +71,7 @@ class FcNvmeLink:
             self.journal,
             Export(
                 nqn=nqn,
-                device_paths=devices,
+                devices=devices,
                 addresses=(PortAddress("fc", target_port.nvme_traddr),),
                 allow_any_host=self.link.emulated,
                 allowed_hosts=() if self.link.emulated else (hostnqn,),
@@ -109,6 +109,7 @@ class FcNvmeLink:
             "hostnqn": hostnqn,
             "emulation": target_hba.emulation,
         }
+        facts.update({f"scratch {d.name}": d.fact() for d in devices})  # declared → kernel device, serial/WWID
         session.facts = facts
         session.nvme_namespace = NvmeNamespace(
             link=self.link,

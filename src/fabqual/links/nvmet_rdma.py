@@ -81,7 +81,7 @@ class NvmetRdmaLink:
             self.journal,
             Export(
                 nqn=nqn,
-                device_paths=devices,
+                devices=devices,
                 addresses=tuple(PortAddress("rdma", s.address, str(port)) for s, _, port in paths),
                 allow_any_host=self.link.emulated,
                 allowed_hosts=() if self.link.emulated else (hostnqn,),
@@ -118,6 +118,7 @@ class NvmetRdmaLink:
             "hostnqn": hostnqn,
             "active_mtu": str(server.active_mtu),
         }
+        facts.update({f"scratch {d.name}": d.fact() for d in devices})  # declared → kernel device, serial/WWID
         if multipath:
             facts["paths"] = ", ".join(f"{s.address}:{port} from {c.address}" for s, c, port in paths)
         session.facts = facts

@@ -17,6 +17,7 @@ from fabqual.topology.model import (
     LINK_PARAMS,
     LINK_ROLES,
     LINK_TYPES,
+    SCRATCH_IDENTITY_KEYS,
     Endpoint,
     EsxiHost,
     FcNvmeParams,
@@ -26,6 +27,7 @@ from fabqual.topology.model import (
     Node,
     NvmetRdmaParams,
     PvrdmaParams,
+    ScratchDevice,
     Topology,
     VCenter,
 )
@@ -134,7 +136,9 @@ def _check_references(topology: Topology) -> None:
         _no_duplicates(source, f"{base}.hbas", (h.name for h in node.hbas))
         _no_duplicates(source, f"{base}.rnics", (r.name for r in node.rnics))
         _no_duplicates(source, f"{base}.scratch_devices", (s.name for s in node.scratch_devices))
-        _no_duplicates(source, f"{base}.scratch_devices", (s.path for s in node.scratch_devices), what="path")
+        for i, scratch in enumerate(node.scratch_devices):
+            _check_scratch_naming(source, f"{base}.scratch_devices[{i}]", scratch)
+        _no_duplicates(source, f"{base}.scratch_devices", (s.declared for s in node.scratch_devices), what="device")
         for i, hba in enumerate(node.hbas):
             if hba.emulation == "fcoe" and not hba.netdev:
                 raise TopologyError(
@@ -173,6 +177,17 @@ def _check_references(topology: Topology) -> None:
 
     for link in topology.links:
         _check_link(topology, link, node_names, vcenter_names)
+
+
+def _check_scratch_naming(source: str, base: str, scratch: ScratchDevice) -> None:
+    """Exactly one of path/wwid/serial/eui names the device; a device fabqual creates is named by its path."""
+    given = [key for key in SCRATCH_IDENTITY_KEYS if getattr(scratch, key) is not None]
+    if len(given) != 1:
+        keys = ", ".join(SCRATCH_IDENTITY_KEYS)
+        found = f"got {' and '.join(given)}" if given else "got none"
+        raise TopologyError(source, base, f"name the device with exactly one of {keys} ({found})")
+    if scratch.create != "none" and scratch.path is None:
+        raise TopologyError(source, f"{base}.path", f"create: {scratch.create} makes the device at a path; give path")
 
 
 def _check_link(topology: Topology, link: Link, node_names: set[str], vcenter_names: set[str]) -> None:

@@ -97,16 +97,59 @@ class Rnic:
     emulation: Literal["none", "rxe"] = field("none")
 
 
+_EUI = re.compile(r"^(eui\.)?([0-9a-fA-F]{2}[ :-]?){7}[0-9a-fA-F]{2}(([0-9a-fA-F]{2}[ :-]?){7}[0-9a-fA-F]{2})?$")
+
+
+def check_disk_identity(value: str) -> str | None:
+    if value.strip() and value.isascii() and value.isprintable() and len(value) <= 256:
+        return None
+    return "a serial or WWID is printable ASCII text, 1-256 characters, as the disk reports it"
+
+
+def check_eui(value: str) -> str | None:
+    return None if _EUI.match(value) else "an EUI is 8 bytes (EUI-64) or 16 bytes (NGUID) of hex, e.g. 0025385b71b01234"
+
+
+# The ways a scratch device can be named; exactly one per device (checked at load).
+SCRATCH_IDENTITY_KEYS = ("path", "wwid", "serial", "eui")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScratchDevice:
-    """A block device whose contents fabqual may destroy. Nothing else is ever written."""
+    """A block device whose contents fabqual may destroy. Nothing else is ever written.
+
+    Named by exactly one of: ``path`` (best a stable /dev/disk/by-id/... or
+    by-path name; a kernel name like /dev/nvme0n1 may change between boots),
+    ``wwid``, ``serial`` or ``eui`` (looked up under /sys/class/block on the node).
+    """
 
     name: str = field(check=check_name)
-    path: str = field(check=check_device_path)
+    path: str | None = field(None, check=check_device_path, doc="e.g. /dev/disk/by-id/nvme-eui.0025385b71b01234")
+    wwid: str | None = field(None, check=check_disk_identity, doc="the disk's WWID, e.g. naa.5000c500a1b2c3d4")
+    serial: str | None = field(None, check=check_disk_identity, doc="the disk's serial number")
+    eui: str | None = field(None, check=check_eui, doc="an NVMe namespace's EUI-64 or NGUID")
     create: Literal["none", "null_blk", "loop"] = field(
         "none", doc="create it at bring-up (emulated lab) instead of expecting it"
     )
     size_mb: int = field(1024, check=check_positive)
+    wipe_signatures: bool = field(
+        False, doc="wipe partition tables/file system signatures found on it (logged) instead of refusing it"
+    )
+
+    @property
+    def declared(self) -> str:
+        """How the topology names the device: its path, or ``wwid:...``, ``serial:...``, ``eui:...``."""
+        key, value = self.identity
+        return value if key == "path" else f"{key}:{value}"
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """(key, value) of the one naming key given: path, wwid, serial or eui."""
+        for key in SCRATCH_IDENTITY_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                return key, value
+        return "path", ""
 
 
 @dataclass(frozen=True, kw_only=True)
