@@ -28,7 +28,7 @@ if [ -z "$dev" ] || [ ! -b "$dev" ]; then exit 0; fi
 name=${dev##*/}
 sys=/sys/class/block/$name
 echo "@@ identity"
-for f in wwid device/wwid eui device/serial serial; do
+for f in wwid device/wwid eui nguid device/serial serial; do
   [ -r "$sys/$f" ] && printf '%s=%s\n' "$f" "$(tr -d '\000\n' < "$sys/$f")"
 done
 [ -r "$sys/device/vpd_pg80" ] && printf 'vpd_pg80=%s\n' "$(tail -c +5 "$sys/device/vpd_pg80" | tr -d '\000\n')"
@@ -63,7 +63,7 @@ LIST_SCRIPT = r"""
 for sys in /sys/class/block/*; do
   [ -e "$sys/partition" ] && continue
   echo "@@ ${sys##*/}"
-  for f in wwid device/wwid eui device/serial serial; do
+  for f in wwid device/wwid eui nguid device/serial serial; do
     [ -r "$sys/$f" ] && printf '%s=%s\n' "$f" "$(tr -d '\000\n' < "$sys/$f")"
   done
   [ -r "$sys/device/vpd_pg80" ] && printf 'vpd_pg80=%s\n' "$(tail -c +5 "$sys/device/vpd_pg80" | tr -d '\000\n')"
@@ -71,13 +71,14 @@ done
 exit 0
 """
 
+_KEY_VALUE = re.compile(r"^[A-Z_]+=")
 _WWID_KEYS = ("wwid", "device/wwid")
 _SERIAL_KEYS = ("device/serial", "serial", "vpd_pg80")
 
 
 @dataclass(frozen=True)
 class Identity:
-    """What a disk says it is: WWID, EUI-64/NGUID, serial (empty when it does not say)."""
+    """What a disk says it is: WWID, EUI-64 (else NGUID), serial (empty when it does not say)."""
 
     wwid: str = ""
     eui: str = ""
@@ -117,6 +118,7 @@ class Probe:
     roots: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "/" -> major:minor of it and its ancestors
     blkid: dict[str, str] = field(default_factory=dict)
     wipefs: tuple[str, ...] = ()  # "gpt at 0x200"
+    unreadable: tuple[str, ...] = ()  # blkid/wipefs could not read the device: its signatures are unknown
 
     @property
     def exists(self) -> bool:
@@ -150,7 +152,8 @@ def _identity(lines: list[str]) -> Identity:
     values = dict(line.split("=", 1) for line in lines if "=" in line)
     wwid = next((values[k].strip() for k in _WWID_KEYS if values.get(k, "").strip()), "")
     serial = next((values[k].strip() for k in _SERIAL_KEYS if values.get(k, "").strip()), "")
-    return Identity(wwid=wwid, eui=values.get("eui", "").strip(), serial=serial)
+    eui = values.get("eui", "").strip() or values.get("nguid", "").strip()
+    return Identity(wwid=wwid, eui=eui, serial=serial)
 
 
 def _mount(line: str) -> Mount:
@@ -175,7 +178,7 @@ def _exit_and_lines(lines: list[str]) -> tuple[int, list[str]]:
 
 
 def parse_probe(output: str) -> Probe:
-    """The probe script's output → :class:`Probe` (a ParseError when a tool failed in a way that hides facts)."""
+    """The probe script's output → :class:`Probe`; a blkid/wipefs that cannot read the device is recorded."""
     sections = _sections(output)
     if "resolved" not in sections:
         raise ParseError("scratch probe", "no '@@ resolved' section", output)
@@ -190,17 +193,21 @@ def parse_probe(output: str) -> Probe:
     for line in sections.get("roots", []):
         mountpoint, majmin = line.split()
         roots.setdefault(mountpoint, []).append(majmin)
+    unreadable: list[str] = []
     blkid_status, blkid_lines = _exit_and_lines(sections.get("blkid", []))
-    # blkid: 0 found something, 2 nothing, 8 several signatures that contradict each other (still signatures);
-    # anything else (cannot open the device) hides the truth.
-    if blkid_status not in (0, 2, 8):
-        raise ParseError("blkid -p", f"exit status {blkid_status}", "\n".join(blkid_lines))
-    blkid = dict(line.split("=", 1) for line in blkid_lines if "=" in line)
+    blkid = dict(line.split("=", 1) for line in blkid_lines if _KEY_VALUE.match(line))
+    # blkid: 0 found something, 2 nothing, 8 several signatures that contradict each other (still signatures).
+    # It also exits 2 when it cannot open the device, so any line that is not KEY=value is a failure.
+    errors = [line.strip() for line in blkid_lines if line.strip() and not _KEY_VALUE.match(line)]
+    if blkid_status not in (0, 2, 8) or errors:
+        unreadable.append(f"blkid -p cannot read it ({' '.join(errors) or f'exit status {blkid_status}'})")
     if blkid_status == 8:
         blkid.setdefault("AMBIVALENT", "several signatures that contradict each other")
     wipefs_status, wipefs_lines = _exit_and_lines(sections.get("wipefs", []))
     if wipefs_status != 0:
-        raise ParseError("wipefs", f"exit status {wipefs_status}", "\n".join(wipefs_lines))
+        why = " ".join(line.strip() for line in wipefs_lines) or f"exit status {wipefs_status}"
+        unreadable.append(f"wipefs cannot read it ({why})")
+        wipefs_lines = []
     return Probe(
         resolved=resolved,
         identity=_identity(sections.get("identity", [])),
@@ -210,6 +217,7 @@ def parse_probe(output: str) -> Probe:
         swaps=tuple(_unescape(line.split()[0]) for line in sections.get("swaps", [])[1:] if line.strip()),
         roots={k: tuple(v) for k, v in roots.items()},
         blkid=blkid,
+        unreadable=tuple(unreadable),
         wipefs=tuple(" at ".join(line.split()) for line in wipefs_lines if line.strip()),
     )
 
@@ -245,6 +253,7 @@ def hazards(probe: Probe) -> Hazards:
     for part in probe.parts:
         if part.holders:
             busy.append(f"{which(part.name)} is held by {', '.join(part.holders)} (device-mapper, LVM or md)")
+    busy.extend(probe.unreadable)  # unknown signatures are not wiped blind
 
     signatures: list[str] = []
     if "PTTYPE" in probe.blkid:

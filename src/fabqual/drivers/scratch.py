@@ -172,7 +172,7 @@ def _probe(executor: Executor, device: ScratchDevice, path: str) -> Probe:
 def _refusal(node: str, device: ScratchDevice, probe: Probe, found: Hazards) -> str:
     """One line: node, device as declared and resolved, every reason, how to fix it."""
     if found.busy:
-        fix = "free it (unmount, swapoff, remove the holder) or declare another device under scratch_devices"
+        fix = "free it (unmount, swapoff, remove the holder, let fabqual read it) or declare another scratch device"
     else:
         fix = (
             f"wipe it yourself (wipefs --all {probe.resolved}) if its data may be destroyed,"
