@@ -74,7 +74,7 @@ def ensure_scratch(executor: Executor, journal: Journal, device: ScratchDevice) 
     """Make sure the declared scratch device exists and is safe to write; refuse it otherwise."""
     created = False
     if device.create != "none" and device.path is not None:
-        if executor.run(f"test -b {shlex.quote(device.path)}", timeout=30, check=False).ok:
+        if _exists(executor, device.create, device.path):
             log_step(executor.node, f"scratch device {device.path} already exists; checking it like a declared one")
         else:
             if device.create == "null_blk":
@@ -198,6 +198,15 @@ def _prefer(links: tuple[str, ...]) -> str:
     if by_id:
         return f"declare it as {by_id[0]}"
     return "the node has no /dev/disk/by-id name for it; declare it by wwid, serial or eui"
+
+
+def _exists(executor: Executor, create: str, path: str) -> bool:
+    """Whether the device to create is there already (a loop device node exists unbound: ask for its file)."""
+    if create == "loop":
+        check = f"test -e /sys/class/block/{shlex.quote(path.removeprefix('/dev/'))}/loop/backing_file"
+    else:
+        check = f"test -b {shlex.quote(path)}"
+    return executor.run(check, timeout=30, check=False).ok
 
 
 def _create_null_blk(executor: Executor, journal: Journal, path: str, size_mb: int) -> None:
