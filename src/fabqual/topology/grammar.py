@@ -45,6 +45,8 @@ _NQN = re.compile(
     r"nqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"(:[A-Za-z0-9._:-]+)?"
 )
+# An NVMe EUI-64 (8 bytes) or NGUID (16 bytes) in hex, bytes optionally separated as sysfs and nvme-cli print them.
+_EUI = re.compile(r"(eui\.)?([0-9a-fA-F]{2}[ :-]?){7}[0-9a-fA-F]{2}(([0-9a-fA-F]{2}[ :-]?){7}[0-9a-fA-F]{2})?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -224,3 +226,16 @@ def each(check: Check) -> Callable[[tuple[str, ...]], str | None]:
 
     check_items.__name__ = f"each({check.__name__})"
     return check_items
+
+
+def check_disk_identity(value: str) -> str | None:
+    """A disk's WWID or serial as it reports it (compared in Python with sysfs; never put into a command)."""
+    if value.strip() and value.isascii() and value.isprintable() and len(value) <= 256:
+        return None
+    return "a serial or WWID is printable ASCII text, 1-256 characters, as the disk reports it"
+
+
+def check_eui(value: str) -> str | None:
+    if _EUI.fullmatch(value):
+        return None
+    return "an EUI is 8 bytes (EUI-64) or 16 bytes (NGUID) of hex, e.g. 0025385b71b01234"

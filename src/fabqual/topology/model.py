@@ -12,7 +12,9 @@ from fabqual.topology.grammar import (
     DISCOVER,
     check_cidr,
     check_device_path,
+    check_disk_identity,
     check_env_name,
+    check_eui,
     check_firmware_file,
     check_host,
     check_inventory_name,
@@ -95,19 +97,6 @@ class Rnic:
     driver: str = field("qedr", check=check_module)
     address: str | None = field(None, check=check_cidr, doc="IPv4 address/prefix on the data link")
     emulation: Literal["none", "rxe"] = field("none")
-
-
-_EUI = re.compile(r"^(eui\.)?([0-9a-fA-F]{2}[ :-]?){7}[0-9a-fA-F]{2}(([0-9a-fA-F]{2}[ :-]?){7}[0-9a-fA-F]{2})?$")
-
-
-def check_disk_identity(value: str) -> str | None:
-    if value.strip() and value.isascii() and value.isprintable() and len(value) <= 256:
-        return None
-    return "a serial or WWID is printable ASCII text, 1-256 characters, as the disk reports it"
-
-
-def check_eui(value: str) -> str | None:
-    return None if _EUI.match(value) else "an EUI is 8 bytes (EUI-64) or 16 bytes (NGUID) of hex, e.g. 0025385b71b01234"
 
 
 # The ways a scratch device can be named; exactly one per device (checked at load).
