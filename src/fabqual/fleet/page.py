@@ -132,8 +132,8 @@ def _trends(
         for m in measured.get(run.id, []):
             key, value = str(m["key"]), float(m["value"])  # type: ignore[arg-type]
             history = past[(run.versions_hash, key)]
-            baseline = learn(history[::-1], policy)
             if run.id in shown:
+                baseline = learn(history[::-1], policy)
                 units[key] = str(m["unit"])
                 threshold = m["threshold"]
                 series[key].append(
