@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,7 @@ class Fleet:
     address: str
     work: Path
     coordinator: Coordinator
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def runner(self, name: str, *args: str, sleep: float = 1.0, tags: str = "link=fc_nvme") -> subprocess.Popen[str]:
         """A `fabqual nightly --coordinator` process in its own session (so it can be killed whole)."""
@@ -75,7 +76,7 @@ class Fleet:
             *("--reports", str(self.work / f"reports-{name}"), "--no-doctor", *args),
             *("--", "-p", "no:cacheprovider", "--no-health-gate", "-m", "fc_nvme", "-q"),
         ]
-        return subprocess.Popen(
+        runner = subprocess.Popen(
             command,
             cwd=self.work,
             env=env,
@@ -84,9 +85,8 @@ class Fleet:
             text=True,
             start_new_session=True,
         )
-
-    def place(self, name: str) -> object:
-        return self.coordinator.places()[name]
+        self.started.append(runner)
+        return runner
 
 
 def _free_port() -> int:
@@ -107,6 +107,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         [str(binary), "-l", address], cwd=work, stdout=subprocess.DEVNULL, stderr=(work / "coordinator.log").open("w")
     )
     coordinator = Coordinator(address, user="selftest")
+    fleet: Fleet | None = None
     try:
         deadline = time.monotonic() + 60
         while coordinator.run("places", check=False).returncode != 0:
@@ -115,8 +116,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             time.sleep(0.5)
         coordinator.create_place("rack-a", {"link": "fc_nvme", "topology": "standin"})
         coordinator.create_place("rack-b", {"link": "nvmet_rdma", "topology": "standin"})
-        yield Fleet(address, work, coordinator)
+        fleet = Fleet(address, work, coordinator)
+        yield fleet
     finally:
+        for runner in fleet.started if fleet is not None else []:
+            if runner.poll() is None:  # a test failed half-way: its runner (and pytest child) go too
+                os.killpg(runner.pid, signal.SIGKILL)
+                runner.wait()
         server.terminate()
         server.wait(timeout=30)
 
@@ -154,10 +160,14 @@ def marks(fleet: Fleet) -> dict[str, tuple[float, float]]:
 
 
 def test_two_runners_for_one_place_take_turns_and_give_it_back(fleet: Fleet) -> None:
-    """The second runner waits (saying for whom), runs after the first; the runs never overlap."""
-    first = fleet.runner("first", "--wait", "300", sleep=6)
+    """The second runner waits (saying for whom) and runs after the first, never overlapping; one that
+    will not wait exits 3 naming the holder."""
+    first = fleet.runner("first", "--wait", "300", sleep=15)
     wait_for(first, "acquired with reservation")
     second = fleet.runner("second", "--wait", "300", sleep=1)
+    code, out = finish(fleet.runner("impatient", "--wait", "0"))  # a third that will not wait: exit 3
+    assert code == 3, out
+    assert "no place with link=fc_nvme came free in 0s (rack-a held by" in out and "Traceback" not in out
     code_1, out_1 = finish(first)
     code_2, out_2 = finish(second)
     assert (code_1, code_2) == (0, 0), out_1 + out_2
@@ -170,17 +180,6 @@ def test_two_runners_for_one_place_take_turns_and_give_it_back(fleet: Fleet) -> 
     with sqlite3.connect(fleet.work / "results.db") as db:
         assert db.execute("select name, place from racks").fetchall() == [("local-rack", "rack-a")]
         assert db.execute("select count(*) from runs").fetchone() == (2,)
-
-
-def test_a_busy_place_without_wait_exits_3_naming_the_holder(fleet: Fleet) -> None:
-    """--wait 0 while another runner holds the only matching place: exit 3, one line with the holder."""
-    holder = fleet.runner("holder", "--wait", "300", sleep=8)
-    wait_for(holder, "acquired with reservation")
-    code, out = finish(fleet.runner("impatient", "--wait", "0"))
-    assert code == 3, out
-    assert "no place with link=fc_nvme came free in 0s (rack-a held by" in out and "Traceback" not in out
-    assert finish(holder)[0] == 0
-    assert_free(fleet, "rack-a")
 
 
 def test_a_killed_runner_place_comes_free_when_its_lease_ends(fleet: Fleet) -> None:
