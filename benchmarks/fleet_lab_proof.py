@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("reports", type=Path)
     parser.add_argument("--rate", type=int, default=24, help="the base rate in Mbit/s (halved for the rest)")
     parser.add_argument("--base", type=int, default=5, help="how many runs were made at the base rate")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"where to write (default {RESULTS.name})")
     args = parser.parse_args()
     files = sorted(p for p in args.reports.glob("results-2*.json"))
     runs = [load_results(p) for p in files]
@@ -64,7 +65,7 @@ def main() -> None:
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

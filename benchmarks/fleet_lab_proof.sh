@@ -47,4 +47,4 @@ run() {
 rate "${RATE}mbit"; run base "$BASE"
 rate "$((RATE / 2))mbit"; run halved "$HALVED"
 rate off; trap - EXIT
-python "$REPO/benchmarks/fleet_lab_proof.py" "$WORK/reports" --rate "$RATE"
+python "$REPO/benchmarks/fleet_lab_proof.py" "$WORK/reports" --rate "$RATE" --base "$BASE" ${FABQUAL_PROOF_OUT:+--out "$FABQUAL_PROOF_OUT"}
