@@ -66,6 +66,11 @@ TOOLS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "ping": ("command -v ping", (), "iputils-ping"),
     "sg_inq": ("command -v sg_inq", (), "sg3-utils"),
     "python3": ("python3 --version", (3, 9), "python3"),
+    # What proves a scratch device unused before it is exported (drivers/blockdev.py).
+    "blkid": ("command -v blkid", (), "util-linux"),
+    "wipefs": ("command -v wipefs", (), "util-linux"),
+    "findmnt": ("command -v findmnt", (), "util-linux"),
+    "lsblk": ("command -v lsblk", (), "util-linux"),
 }
 
 
@@ -103,6 +108,8 @@ def _endpoint_requirements(link: Link, role: str, node: Node, device: str | None
 
     if link.type in ("fc_nvme", "nvmet_rdma"):
         if role == "target":
+            for name in ("blkid", "wipefs", "findmnt", "lsblk"):
+                tool(name)
             target = node.nvme_target
             if target is not None and target.backend == "spdk":
                 reqs.append(Requirement("hugepages", str(target.hugepages_gb)))

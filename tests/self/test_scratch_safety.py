@@ -99,6 +99,12 @@ def test_ambivalent_blkid_is_a_signature() -> None:
     assert hazards(parse_probe(text)).signatures == ("blkid -p finds several signatures that contradict each other",)
 
 
+def test_missing_util_linux_tool_makes_the_device_unprovable() -> None:
+    """Without findmnt/lsblk the / and /boot check would be silently empty: a missing tool is a reason."""
+    text = (CAPTURES / "clean_nullb.txt").read_text().replace("@@ identity", "@@ missing\nfindmnt\n@@ identity")
+    assert hazards(parse_probe(text)).busy == ("findmnt is missing on the node (install util-linux)",)
+
+
 def test_list_finds_disks_by_identity() -> None:
     disks = parse_identities((CAPTURES / "list_disks.txt").read_text())
     assert disks["sda"].wwid == "naa.33333330000007d0" and disks["nullb30"] == Identity()

@@ -35,6 +35,8 @@ echo "$dev"
 if [ -z "$dev" ] || [ ! -b "$dev" ]; then exit 0; fi
 name=${dev##*/}
 sys=/sys/class/block/$name
+echo "@@ missing"
+for t in blkid wipefs findmnt lsblk; do command -v "$t" >/dev/null || echo "$t"; done
 echo "@@ identity"
 @IDENTITY@
 echo "@@ devices"
@@ -198,7 +200,7 @@ def parse_probe(output: str) -> Probe:
     for line in sections.get("roots", []):
         mountpoint, majmin = line.split()
         roots.setdefault(mountpoint, []).append(majmin)
-    unreadable: list[str] = []
+    unreadable = [f"{tool} is missing on the node (install util-linux)" for tool in sections.get("missing", [])]
     blkid_status, blkid_lines = _exit_and_lines(sections.get("blkid", []))
     blkid = dict(line.split("=", 1) for line in blkid_lines if _KEY_VALUE.match(line))
     # blkid: 0 found something, 2 nothing, 8 several signatures that contradict each other (still signatures).
