@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, target_mode_problem
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
+from fabqual.topology.grammar import check_firmware_file, check_module
 from fabqual.topology.model import DISCOVER, Link, Node, Topology, normalize_wwn
 
 
@@ -156,8 +157,10 @@ def check_requirement(executor: Executor, req: Requirement) -> tuple[str, str] |
 
 def _check_module(executor: Executor, req: Requirement) -> tuple[str, str] | None:
     name = req.name
+    if check_module(name):  # the loader refuses such names; this keeps the probe safe without it
+        return f"{name!r} is not a kernel module name", "correct the driver in the topology"
     sys_name = name.replace("-", "_")
-    probe = f"test -d /sys/module/{sys_name} || modprobe -n -q {shlex.quote(name)}"
+    probe = f"test -d {shlex.quote('/sys/module/' + sys_name)} || modprobe -n -q {shlex.quote(name)}"
     if executor.run(probe, check=False, timeout=30).ok:
         return None
     fix = {
@@ -186,7 +189,7 @@ def _check_tool(executor: Executor, req: Requirement) -> tuple[str, str] | None:
 
 
 def _check_configfs(executor: Executor, req: Requirement) -> tuple[str, str] | None:
-    if executor.run(f"grep -q ' {req.name} configfs ' /proc/mounts", check=False, timeout=30).ok:
+    if executor.run(f"grep -q {shlex.quote(f' {req.name} configfs ')} /proc/mounts", check=False, timeout=30).ok:
         return None
     return "configfs is not mounted", f"mount -t configfs none {req.name}"
 
@@ -212,8 +215,10 @@ def _check_spdk_socket(executor: Executor, req: Requirement) -> tuple[str, str] 
 
 
 def _check_firmware(executor: Executor, req: Requirement) -> tuple[str, str] | None:
-    name = shlex.quote(req.name)
-    if executor.run(f"test -f /lib/firmware/{name} || test -f /lib/firmware/updates/{name}", check=False).ok:
+    if check_firmware_file(req.name):  # the loader refuses such names; this keeps the probe in /lib/firmware
+        return f"{req.name!r} is not a firmware file name", "correct the firmware in the topology"
+    main, updates = (shlex.quote(f"/lib/firmware/{where}{req.name}") for where in ("", "updates/"))
+    if executor.run(f"test -f {main} || test -f {updates}", check=False).ok:
         return None
     return (
         f"firmware file /lib/firmware/{req.name} is missing",

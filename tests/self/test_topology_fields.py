@@ -6,66 +6,17 @@ any record without a check (or without its line in the table) fails here.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
 
 import pytest
 
-from fabqual.topology.model import Topology
+from fabqual.testing.topology_fields import string_fields
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "topology-fields.md"
 
 # Set by the loader, never read from the file.
 NOT_FROM_THE_FILE = {"Topology.source"}
-
-
-def _is_text(hint: Any) -> bool:
-    """str, str | None, or tuple[str, ...] (a Literal is a closed set: not free text)."""
-    if hint is str:
-        return True
-    if get_origin(hint) in (typing.Union, types.UnionType):
-        return any(_is_text(option) for option in get_args(hint) if option is not type(None))
-    if get_origin(hint) is tuple:
-        return _is_text(get_args(hint)[0])
-    return False
-
-
-def _records(hint: Any) -> list[type]:
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return [hint]
-    if get_origin(hint) is Literal:
-        return []
-    found: list[type] = []
-    for arg in get_args(hint):
-        if arg is not Ellipsis:
-            found += _records(arg)
-    return found
-
-
-def string_fields() -> dict[str, str | None]:
-    """``Record.field`` → the name of its check (None when it has none), for every record under Topology."""
-    fields: dict[str, str | None] = {}
-    todo, seen = [Topology], set()
-    while todo:
-        record = todo.pop()
-        if record in seen:
-            continue
-        seen.add(record)
-        hints = typing.get_type_hints(record)
-        for f in dataclasses.fields(record):
-            hint = hints[f.name]
-            if _is_text(hint):
-                check = f.metadata.get("check")
-                fields[f"{record.__name__}.{f.name}"] = check.__name__ if check else None
-            todo += _records(hint)
-    from fabqual.topology.model import LINK_PARAMS
-
-    assert set(LINK_PARAMS.values()) <= seen, "every link's params record is reachable from Topology"
-    return fields
 
 
 def documented() -> dict[str, str]:

@@ -10,13 +10,15 @@ them (:func:`pick_port` is its pure half). :func:`qlini_mode` and
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from fabqual.errors import LabError, ParseError
 from fabqual.executors.base import Executor
+from fabqual.executors.names import plain_name
 from fabqual.topology.model import DISCOVER, Hba, normalize_wwn
 
-ATTRIBUTES = ("node_name", "port_name", "port_state", "speed", "port_type", "fabric_name", "symbolic_name")
+ATTRIBUTES = ("plain_name", "port_name", "port_state", "speed", "port_type", "fabric_name", "symbolic_name")
 
 # One line per attribute: "/sys/class/fc_host/host3/port_name:0x21000024ff7c1a2b" (as grep -H prints it).
 _LINE = re.compile(r"^/sys/class/fc_host/(?P<host>[^/]+)/(?P<attr>[a-z_]+):(?P<value>.*)$")
@@ -69,13 +71,13 @@ def parse_fc_hosts(dump: str) -> list[FcHostPort]:
     ports = []
     for host in sorted(values, key=lambda h: (len(h), h)):
         attrs = values[host]
-        for key in ("node_name", "port_name"):
+        for key in ("plain_name", "port_name"):
             if not _WWN.match(attrs.get(key, "")):
                 raise ParseError("fc_host sysfs", f"{host} has no valid {key} (got {attrs.get(key)!r})", dump)
         ports.append(
             FcHostPort(
                 host=host,
-                wwnn=attrs["node_name"],
+                wwnn=attrs["plain_name"],
                 wwpn=attrs["port_name"],
                 port_state=attrs.get("port_state", "unknown"),
                 speed=attrs.get("speed", "unknown"),
@@ -138,9 +140,11 @@ def parse_qlini_mode(text: str) -> str:
 def qlini_mode(executor: Executor, host: str | None = None) -> str | None:
     """qla2xxx's initiator mode for ``host`` (its own ``scsi_host`` attribute overrides the module
     parameter) or for the module; None when qla2xxx is not loaded."""
-    paths = ([f"/sys/class/scsi_host/{host}/qlini_mode"] if host else []) + [QLINI_MODE]
+    paths = ([f"/sys/class/scsi_host/{plain_name(executor.node, 'SCSI host', host)}/qlini_mode"] if host else []) + [
+        QLINI_MODE
+    ]
     for path in paths:
-        result = executor.run(f"cat {path}", timeout=30, check=False)
+        result = executor.run(f"cat {shlex.quote(path)}", timeout=30, check=False)
         if result.ok and result.stdout.strip():
             return parse_qlini_mode(result.stdout)
     return None

@@ -9,6 +9,7 @@ request descriptor". The WWNs are blktests' well-known ones.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from fabqual.drivers.journal import Journal, exists, modprobe, write
@@ -92,7 +93,8 @@ def fcloop_leftovers(executor: Executor, host: FcAddress = HOST_PORT, target: Fc
         return []
     found = []
     for kind, address in (("remote", target), ("target", target), ("local", host)):
-        result = executor.run(f"echo {address.fcloop_args} > {CTL}/del_{kind}_port", timeout=30, check=False)
+        command = f"echo {shlex.quote(address.fcloop_args)} > {shlex.quote(f'{CTL}/del_{kind}_port')}"
+        result = executor.run(command, timeout=30, check=False)
         if result.ok:
             found.append(f"{kind} port {address.wwpn}")
     return found

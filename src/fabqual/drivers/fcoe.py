@@ -20,9 +20,10 @@ from fabqual.drivers.fc_host import FcHostPort, fc_hosts
 from fabqual.drivers.journal import Journal, exists, modprobe, read, write
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
+from fabqual.executors.names import plain_name
 
 BUS = "/sys/bus/fcoe"
-REMOTE_ATTRIBUTES = ("port_name", "node_name", "port_state", "roles", "scsi_target_id")
+REMOTE_ATTRIBUTES = ("port_name", "plain_name", "port_state", "roles", "scsi_target_id")
 REMOTE_DUMP = (
     "grep -H . " + " ".join(f"/sys/class/fc_remote_ports/*/{a}" for a in REMOTE_ATTRIBUTES) + " 2>/dev/null; true"
 )
@@ -94,7 +95,7 @@ def parse_remote_ports(dump: str) -> list[RemotePort]:
                 rport=name,
                 host=attrs["host"],
                 wwpn=attrs.get("port_name", ""),
-                wwnn=attrs.get("node_name", ""),
+                wwnn=attrs.get("plain_name", ""),
                 port_state=attrs.get("port_state", "unknown"),
                 roles=attrs.get("roles", ""),
                 scsi_target_id=target_id,
@@ -116,13 +117,12 @@ class SoftFcoe:
         self.journal = journal
 
     def _ctlr_of(self, netdev: str) -> str | None:
-        out = self.executor.run(
-            f"ls -d /sys/class/net/{shlex.quote(netdev)}/ctlr_* 2>/dev/null; true", timeout=30
-        ).stdout.split()
-        return out[0].rsplit("/", 1)[-1] if out else None
+        where = shlex.quote(f"/sys/class/net/{plain_name(self.executor.node, 'netdev', netdev)}")
+        out = self.executor.run(f"ls -d {where}/ctlr_* 2>/dev/null; true", timeout=30).stdout.split()
+        return plain_name(self.executor.node, "FCoE controller", out[0].rsplit("/", 1)[-1]) if out else None
 
     def _host_of(self, ctlr: str) -> str:
-        out = self.executor.run(f"ls {BUS}/devices/{ctlr}", timeout=30).stdout.split()
+        out = self.executor.run(f"ls {shlex.quote(f'{BUS}/devices/{ctlr}')}", timeout=30).stdout.split()
         hosts = [name for name in out if re.fullmatch(r"host\d+", name)]
         if not hosts:
             raise DriverError(f"{self.executor.node}: FCoE controller {ctlr} has no SCSI host under {BUS}/devices")
@@ -138,7 +138,8 @@ class SoftFcoe:
 
     def _destroy(self, ctlr: str, netdev: str) -> None:
         q = shlex.quote
-        self.executor.run(f"echo 0 > {BUS}/devices/{ctlr}/enabled 2>/dev/null; echo {q(netdev)} > {BUS}/ctlr_destroy")
+        enabled = q(f"{BUS}/devices/{ctlr}/enabled")
+        self.executor.run(f"echo 0 > {enabled} 2>/dev/null; echo {q(netdev)} > {BUS}/ctlr_destroy")
 
     def create(self, netdev: str, *, mode: str = "vn2vn") -> FcoeController:
         """A disabled controller on ``netdev`` in ``mode``, with its fc_host read back."""

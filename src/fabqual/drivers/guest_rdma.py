@@ -26,6 +26,7 @@ from fabqual.drivers.rdma import (
 )
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
+from fabqual.executors.names import plain_name
 from fabqual.links.handles import RdmaEndpoint
 from fabqual.topology.model import DISCOVER, Rnic
 
@@ -120,7 +121,8 @@ def _data_netdev(executor: Executor, rnic: Rnic, address: str) -> str:
         raise LabError(
             f"{executor.node}: no interface holds {address} for RNIC {rnic.name}; set netdev: in the topology"
         )
-    if executor.run(f"test -d /sys/class/net/{shlex.quote(netdev)}", timeout=30, check=False).exit_status != 0:
+    where = shlex.quote(f"/sys/class/net/{plain_name(executor.node, 'netdev', netdev)}")
+    if executor.run(f"test -d {where}", timeout=30, check=False).exit_status != 0:
         raise LabError(
             f"{executor.node}: RNIC {rnic.name}'s netdev {netdev} does not exist; fix netdev: in the topology"
         )

@@ -124,8 +124,8 @@ class NvmetTarget:
         port_id = str(next(i for i in range(1, 65536) if i not in used))
         port = f"{ROOT}/ports/{port_id}"
         log_step(self.executor.node, f"create nvmet port {port_id} {address.trtype} {address.traddr} {address.trsvcid}")
-        sh(self.executor, f"mkdir {port}")
-        self.journal.record_command(self.executor, f"nvmet port {port_id}", f"rmdir {port}")
+        sh(self.executor, f"mkdir {shlex.quote(port)}")
+        self.journal.record_command(self.executor, f"nvmet port {port_id}", f"rmdir {shlex.quote(port)}")
         write(self.executor, f"{port}/addr_trtype", address.trtype)
         if address.adrfam:
             write(self.executor, f"{port}/addr_adrfam", address.adrfam)

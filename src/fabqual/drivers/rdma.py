@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fabqual.drivers.journal import Journal, modprobe
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
+from fabqual.executors.names import plain_name
 from fabqual.topology.model import Rnic
 
 SYSFS = "/sys/class/infiniband"
@@ -134,7 +135,8 @@ def port_facts(executor: Executor, device: str, port: int, address: str) -> Port
             " check the cable/switch port and the netdev's link (reload the RDMA driver if it stays down)"
         )
     gid = select_gid(parse_gid_table(executor.run(GID_DUMP_COMMAND, timeout=30).stdout), device, port, address=address)
-    rate = executor.run(f"cat {SYSFS}/{device}/ports/{port}/rate 2>/dev/null; true", timeout=30).stdout
+    rate_file = shlex.quote(f"{SYSFS}/{plain_name(executor.node, 'RDMA device', device)}/ports/{port}/rate")
+    rate = executor.run(f"cat {rate_file} 2>/dev/null; true", timeout=30).stdout
     return PortFacts(device, port, gid, state, mtu, parse_rate(rate))
 
 
@@ -144,7 +146,7 @@ def netdev_with_address(executor: Executor, address: str) -> str | None:
     for line in out.splitlines():
         parts = line.split()
         if len(parts) >= 4 and parts[3].split("/")[0] == address:
-            return parts[1]
+            return plain_name(executor.node, "network interface", parts[1])
     return None
 
 
@@ -155,7 +157,7 @@ def rdma_links(executor: Executor) -> dict[str, str]:
     for line in out.splitlines():
         match = re.match(r"^link (?P<dev>[^/\s]+)/\d+ .*?\bnetdev (?P<netdev>\S+)", line)
         if match:
-            links[match["dev"]] = match["netdev"]
+            links[plain_name(executor.node, "RDMA device", match["dev"])] = match["netdev"]
     return links
 
 

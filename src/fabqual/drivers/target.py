@@ -17,6 +17,7 @@ from fabqual.drivers.scratch import SafeScratch
 from fabqual.drivers.spdk import Listener, NodeRpcClient, SpdkTarget
 from fabqual.errors import DriverError
 from fabqual.executors.base import Executor
+from fabqual.topology.grammar import check_nqn
 from fabqual.topology.model import Node
 
 SPDK_ADRFAM = {"rdma": "IPv4", "tcp": "IPv4", "fc": "FC"}
@@ -54,6 +55,9 @@ def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Ex
     Only scratch devices of ``node`` that its node proved safe are exported, by
     the kernel device they resolved to.
     """
+    problem = check_nqn(what.nqn)
+    if problem:  # the loader refuses such an NQN; it would name a configfs directory
+        raise DriverError(f"{node.name}: refusing to export subsystem {what.nqn!r}: {problem}")
     declared = {device.name for device in node.scratch_devices}
     for device in what.devices:
         if device.node != node.name or device.name not in declared:

@@ -337,7 +337,7 @@ class TunDevice:
         log_step(executor.node, f"create TUN {ifname} with {address}/{prefix_length}")
         executor.run(f"ip link del dev {q} 2>/dev/null; ip tuntap add dev {q} mode tun", timeout=30)
         journal.record_command(executor, f"TUN {ifname}", f"ip link del dev {q}")
-        executor.run(f"ip addr add {address}/{prefix_length} dev {q}", timeout=30)
+        executor.run(f"ip addr add {shlex.quote(f'{address}/{prefix_length}')} dev {q}", timeout=30)
 
     def set_mtu(self, mtu: int) -> None:
         log_step(self.executor.node, f"set {self.ifname} MTU {mtu} and up")

@@ -8,6 +8,7 @@ comes from the environment through :func:`load_profile`.
 from fabqual.testing.strategies import (
     cdbs,
     designators,
+    hostile_strings,
     inquiry_data,
     load_profile,
     mode_pages,
@@ -21,6 +22,7 @@ from fabqual.testing.strategies import (
 __all__ = [
     "cdbs",
     "designators",
+    "hostile_strings",
     "inquiry_data",
     "load_profile",
     "mode_pages",

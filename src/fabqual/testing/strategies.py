@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from fabqual.errors import FabqualError
 from fabqual.ipofc import framing, scsi
 from fabqual.ipofc.fields import Layout
+from fabqual.testing.shell_words import CANARY
 
 PROFILE_ENV = "FABQUAL_HYPOTHESIS_PROFILE"
 
@@ -166,3 +167,40 @@ def tunnel_frames(max_packets: int = 16, max_packet_size: int = 1600) -> st.Sear
         more=st.booleans(),
         crc=st.booleans(),
     )
+
+
+# ---- hostile text for topology fields (see fabqual.testing.shell_words) ----
+
+# Each atom that can do harm in a shell ends in the canary, so what a builder did with it can be read
+# back from the command line; the others try the grammars (paths, non-ASCII, option-like, control).
+_HOSTILE_ATOMS = tuple(f"{meta}{CANARY}" for meta in (";", "&&", "|", ">", "<", "$(", "`", "\n", " ", "\t", "'", '"'))
+_HOSTILE_ATOMS += (
+    f"$({CANARY})",
+    f"`{CANARY}`",
+    f"*{CANARY}",
+    f"?{CANARY}",
+    f"[{CANARY}]",
+    f"{{{CANARY}}}",
+    f"~{CANARY}",
+)
+_HOSTILE_ATOMS += (f"#{CANARY}", f"\\{CANARY}", f"!{CANARY}", "../", "/..", "..", "/", "-", "é", "\u00a0", "\x00", "\r")
+_PLAIN = "abcnvme0123._-:"
+
+
+def hostile_strings(like: str = "") -> st.SearchStrategy[str]:
+    """Strings built from shell metacharacters, ``$()``, backticks, newlines, ``../``, spaces and
+    non-ASCII around plain name characters: what a careless or malicious topology could hold.
+
+    With ``like`` (a good value), four in five are that value with the hostile part spliced in
+    or appended, so they get past checks on its start (``/dev/nullb``, ``nqn.``) to deeper code.
+    """
+    piece = st.one_of(st.sampled_from(_HOSTILE_ATOMS), st.text(alphabet=_PLAIN, min_size=1, max_size=6))
+    bare = st.lists(piece, min_size=1, max_size=5).map("".join).filter(lambda s: CANARY in s or ".." in s or "/" in s)
+    if not like:
+        return bare
+    ways = {
+        "bare": bare,
+        "spliced": st.tuples(bare, st.integers(0, len(like))).map(lambda h: like[: h[1]] + h[0] + like[h[1] :]),
+        "appended": bare.map(lambda h: like + h),
+    }
+    return st.sampled_from(("bare", "spliced", "spliced", "appended", "appended")).flatmap(ways.__getitem__)

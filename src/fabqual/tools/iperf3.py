@@ -24,6 +24,7 @@ from typing import Any
 
 from fabqual.errors import LabError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
+from fabqual.executors.names import node_pid
 from fabqual.tools._numbers import non_negative, positive
 
 TOOL = "iperf3"
@@ -192,7 +193,7 @@ def run_iperf3(
     started = server.run(
         f"nohup timeout {limit} iperf3 -s -1 --forceflush -p {port} > {log_file} 2>&1 < /dev/null & echo $!", timeout=30
     )
-    pid = started.stdout.strip()
+    pid = node_pid(server.node, started.stdout)
     try:
         _wait_listening(server, log_file, port)
         command = iperf3_client_command(

@@ -42,6 +42,7 @@ from typing import Any
 
 from fabqual.errors import CommandError, LabError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
+from fabqual.executors.names import node_pid
 from fabqual.tools._numbers import non_negative, positive
 
 TOOL = "perftest"
@@ -484,7 +485,7 @@ def _server_and_client(
         " & echo $!",
         timeout=30,
     )
-    pid = started.stdout.strip()
+    pid = node_pid(server.node, started.stdout)
     try:
         _wait_listening(server, pid, port, f"{base}.server.log")
         log_step(client.node, f"{test} client to {client_cmd[-1]}:{port}")
@@ -509,7 +510,7 @@ def _server_and_client(
             client.run(f"rm -f {base}.json", timeout=30, check=False)
 
 
-def _wait_listening(server: Executor, pid: str, port: int, log_file: str, within: float = 20.0) -> None:
+def _wait_listening(server: Executor, pid: int, port: int, log_file: str, within: float = 20.0) -> None:
     """Wait until the server listens on its port; a client started earlier is refused."""
     deadline = time.monotonic() + within
     while True:
