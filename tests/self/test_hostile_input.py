@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,7 +135,12 @@ RACK: dict[str, Any] = {
                     "wwnn": "0x20000024ff7faa02",
                 }
             ],
-            "scratch_devices": [{"name": "ssd0", "path": "/dev/disk/by-id/nvme-eui.002538b391b0e1d5"}],
+            "scratch_devices": [
+                {"name": "ssd0", "path": "/dev/disk/by-id/nvme-eui.002538b391b0e1d5"},
+                {"name": "ssd1", "wwid": "naa.5000c500a1b2c3d4"},
+                {"name": "ssd2", "serial": "S4EWNX0N123456A"},
+                {"name": "ssd3", "eui": "0025385b71b01234"},
+            ],
         },
     ],
     "vcenters": [
@@ -181,7 +187,7 @@ RACK: dict[str, Any] = {
             "type": "fc_nvme",
             "target": {"node": "spdk", "device": "fc0"},
             "host": {"node": "spdk", "device": "fc0"},
-            "namespaces": ["ssd0"],
+            "namespaces": ["ssd0", "ssd1", "ssd2", "ssd3"],
         },
         {
             "name": "ipofc0",
@@ -204,6 +210,9 @@ RACK: dict[str, Any] = {
 }
 
 BROUGHT_UP = ("fc0", "roce0")
+REPO = Path(__file__).resolve().parents[2]
+# A real scratch-safety probe of a fresh null_blk on the lab's tgt guest (see its .origin file).
+CLEAN_PROBE = (REPO / "fixtures" / "outputs" / "blockdev" / "clean_nullb.txt").read_text()
 
 
 def string_leaves(data: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -248,7 +257,7 @@ def exercise(topology: Topology) -> dict[str, FakeNode]:
     harmed. Returns the nodes with every command they were sent.
     """
     fabric: set[str] = set()
-    nodes = {node.name: FakeNode(node.name, exported=fabric) for node in topology.nodes}
+    nodes = {node.name: FakeNode(node.name, exported=fabric, probe_output=CLEAN_PROBE) for node in topology.nodes}
     run_doctor(topology, nodes.__getitem__)
     for link in topology.links:
         if link.name not in BROUGHT_UP:
@@ -276,7 +285,7 @@ def test_the_rack_comes_up_on_the_fake_nodes() -> None:
     would prove nothing if the builders stopped early), and nothing is flagged."""
     topology = parse_topology(yaml.safe_dump(RACK), "hostile.yaml")
     fabric: set[str] = set()
-    nodes = {node.name: FakeNode(node.name, exported=fabric) for node in topology.nodes}
+    nodes = {node.name: FakeNode(node.name, exported=fabric, probe_output=CLEAN_PROBE) for node in topology.nodes}
     for name in BROUGHT_UP:
         driver = driver_for(LinkContext(topology, next(x for x in topology.links if x.name == name), nodes.__getitem__))
         session = driver.up()

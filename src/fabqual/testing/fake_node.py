@@ -45,6 +45,9 @@ class FakeNode:
     addresses: dict[str, str] = field(default_factory=dict)  # netdev -> IPv4 address
     connected: dict[str, list[str]] = field(default_factory=dict)  # subsystem NQN -> its controllers' transports
     exported: set[str] = field(default_factory=set)  # subsystem NQNs on offer: share one set between nodes
+    # The scratch-safety probe's answer for a clean device: a real capture whose device is called
+    # nullb30 (fixtures/outputs/blockdev/clean_nullb.txt); the probed device's name is put in.
+    probe_output: str = ""
 
     def run(
         self, command: Command, *, timeout: float = 60.0, check: bool = True, stdin: str | None = None
@@ -73,6 +76,9 @@ class FakeNode:
         except ValueError:
             argv = text.split()
         head = argv[0] if argv else ""
+        if head == "sh" and len(argv) > 3 and argv[1] == "-c" and "@@ resolved" in argv[2]:
+            path = argv[-1]
+            return 0, self.probe_output.replace("/dev/nullb30", path).replace("nullb30", path.rsplit("/", 1)[-1])
         for probe, version in VERSIONS.items():
             if text.startswith(probe):
                 return 0, version
@@ -132,6 +138,11 @@ class FakeNode:
 
     def _nvme(self, argv: list[str]) -> tuple[int, str]:
         verb = argv[1] if len(argv) > 1 else ""
+        if "--help" in argv:  # nvme-cli 2.x's usage: the lines fabqual looks for
+            return (
+                0,
+                f"Usage: nvme {verb} [OPTIONS]\n  --transport=<STR>, -t <STR>\n  --output-format=<FMT>, -o <FMT>\n",
+            )
         if verb == "discover":
             transport = argv[argv.index("-t") + 1]
             records = [
