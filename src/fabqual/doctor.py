@@ -15,10 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, target_mode_problem
+from fabqual.drivers.scratch import check_scratch
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
 from fabqual.topology.grammar import check_firmware_file, check_module
-from fabqual.topology.model import DISCOVER, Link, Node, Topology, normalize_wwn
+from fabqual.topology.model import (
+    DISCOVER,
+    FcNvmeParams,
+    Link,
+    Node,
+    NvmetRdmaParams,
+    ScratchDevice,
+    Topology,
+    normalize_wwn,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,7 @@ class Requirement:
     kind: str
     name: str
     detail: str = ""
+    scratch: ScratchDevice | None = None  # kind "scratch": the device to prove unused
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,10 @@ def _endpoint_requirements(link: Link, role: str, node: Node, device: str | None
         if role == "target":
             for name in ("blkid", "wipefs", "findmnt", "lsblk"):
                 tool(name)
+            if isinstance(link.params, (FcNvmeParams, NvmetRdmaParams)):
+                for scratch in (node.scratch(name) for name in link.params.namespaces):
+                    if scratch.create == "none":  # one fabqual creates is proven at bring-up, once it exists
+                        reqs.append(Requirement("scratch", scratch.name, scratch=scratch))
             target = node.nvme_target
             if target is not None and target.backend == "spdk":
                 reqs.append(Requirement("hugepages", str(target.hugepages_gb)))
@@ -260,6 +275,11 @@ def _check_target_mode(executor: Executor, req: Requirement) -> tuple[str, str] 
     return (f"{why}, so no FC port can be an LIO target", TARGET_MODE_FIX) if why else None
 
 
+def _check_scratch(executor: Executor, req: Requirement) -> tuple[str, str] | None:
+    """Read-only: what bring-up would refuse (mounted, held, swap, root, signatures not to be wiped)."""
+    return check_scratch(executor, req.scratch) if req.scratch is not None else None
+
+
 def _version(text: str) -> tuple[int, ...] | None:
     match = re.search(r"(\d+)\.(\d+)", text)
     return (int(match.group(1)), int(match.group(2))) if match else None
@@ -275,6 +295,7 @@ _CHECKS: dict[str, Check] = {
     "rdma_port": _check_rdma_port,
     "fc_link": _check_fc_link,
     "target_mode": _check_target_mode,
+    "scratch": _check_scratch,
 }
 
 

@@ -8,15 +8,19 @@ script live.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from fabqual.doctor import run_doctor
 from fabqual.drivers.blockdev import Identity, hazards, matches, parse_identities, parse_probe
 from fabqual.errors import ParseError, TopologyError
+from fabqual.executors import LocalExecutor
 from fabqual.topology import parse_topology
+from tests.self.local_topology import LOCAL_RACK
 
 CAPTURES = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "blockdev"
 
@@ -187,3 +191,33 @@ def test_bad_scratch_naming_is_one_line(device: dict[str, Any], expected: str) -
 def test_the_same_device_twice_is_refused_at_load() -> None:
     with pytest.raises(TopologyError, match=r"device 'wwid:naa\.1' is used 2 times"):
         load({"name": "a", "wwid": "naa.1"}, {"name": "b", "wwid": "naa.1"})
+
+
+# --- the doctor: the same verdict before a run, without changing anything ----------------
+
+
+def _root_source() -> str:
+    source = subprocess.run(["findmnt", "-rnv", "-o", "SOURCE", "-M", "/"], capture_output=True, text=True).stdout
+    if not source.strip().startswith("/dev/"):
+        pytest.skip(f"this machine's / is not on a block device ({source.strip() or 'none'}): nothing to refuse")
+    return source.strip()
+
+
+def test_doctor_refuses_this_machines_root_disk_as_scratch() -> None:
+    """Declared as scratch (even with wipe_signatures: true), the disk under this machine's / is a doctor
+    problem naming the device and why, blocking both links; the check only reads (blkid -p, wipefs listing)."""
+    root = _root_source()
+    rack = LOCAL_RACK.replace(
+        "{name: nullb0, path: /dev/nullb0, create: null_blk}", f"{{name: nullb0, path: {root}, wipe_signatures: true}}"
+    )
+    report = run_doctor(parse_topology(rack, "local.yaml"), lambda name: LocalExecutor(name))
+    (problem,) = [p for p in report.problems if p.what.startswith("nullb0 (")]
+    assert problem.what.startswith(f"nullb0 ({root} → ") and "/ (the node's root file system) is on it" in problem.what
+    assert problem.fix.startswith("free it") and problem.links == ("fc0", "roce0")
+
+
+def test_doctor_names_a_scratch_device_that_is_not_there() -> None:
+    rack = LOCAL_RACK.replace("{name: nullb0, path: /dev/nullb0, create: null_blk}", "{name: nullb0, serial: NOPE-1}")
+    report = run_doctor(parse_topology(rack, "local.yaml"), lambda name: LocalExecutor(name))
+    lines = [p.line() for p in report.problems if "NOPE-1" in p.line()]
+    assert len(lines) == 1 and lines[0].startswith("here: scratch device nullb0: no disk reports serial 'NOPE-1'")

@@ -131,6 +131,22 @@ def prove_safe(executor: Executor, device: ScratchDevice, *, created: bool = Fal
     return safe
 
 
+def check_scratch(executor: Executor, device: ScratchDevice) -> tuple[str, str] | None:
+    """What :func:`prove_safe` would refuse, as (what is wrong, how to fix it), without changing anything.
+
+    For the doctor: a device whose signatures ``wipe_signatures: true`` would wipe passes; a missing
+    one is reported with the lab error's text.
+    """
+    try:
+        probe = _probe(executor, device, _locate(executor, device))
+    except LabError as error:
+        return str(error).removeprefix(f"{executor.node}: "), "attach it, or fix its name in the topology"
+    found = hazards(probe)
+    if found.busy or (found.signatures and not device.wipe_signatures):
+        return _what(device, probe, found), _fix(probe, found)
+    return None
+
+
 def _locate(executor: Executor, device: ScratchDevice) -> str:
     """The path to probe: the declared one, or /dev/<disk> of the one disk with the declared identity."""
     key, wanted = device.identity
@@ -171,17 +187,19 @@ def _probe(executor: Executor, device: ScratchDevice, path: str) -> Probe:
 
 def _refusal(node: str, device: ScratchDevice, probe: Probe, found: Hazards) -> str:
     """One line: node, device as declared and resolved, every reason, how to fix it."""
+    return f"the rack offers an unsafe scratch device: {node}: {_what(device, probe, found)}; {_fix(probe, found)}"
+
+
+def _what(device: ScratchDevice, probe: Probe, found: Hazards) -> str:
+    return f"{device.name} ({device.declared} → {probe.resolved}): {'; '.join(found.busy + found.signatures)}"
+
+
+def _fix(probe: Probe, found: Hazards) -> str:
     if found.busy:
-        fix = "free it (unmount, swapoff, remove the holder, let fabqual read it) or declare another scratch device"
-    else:
-        fix = (
-            f"wipe it yourself (wipefs --all {probe.resolved}) if its data may be destroyed,"
-            " or set wipe_signatures: true on it in the topology"
-        )
-    reasons = "; ".join(found.busy + found.signatures)
+        return "free it (unmount, swapoff, remove the holder, let fabqual read it) or declare another scratch device"
     return (
-        f"the rack offers an unsafe scratch device: {node}: {device.name} ({device.declared} → {probe.resolved}):"
-        f" {reasons}; {fix}"
+        f"wipe it yourself (wipefs --all {probe.resolved}) if its data may be destroyed,"
+        " or set wipe_signatures: true on it in the topology"
     )
 
 
