@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from fabqual.errors import FabqualError
+from fabqual.redaction import install_log_redaction
 
 # Subcommands living in their own modules register themselves here; each module
 # has ``register(subparsers)`` and sets ``func`` on its parsers.
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    install_log_redaction()
     try:
         return int(args.func(args) or 0)
     except FabqualError as error:

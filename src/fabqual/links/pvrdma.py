@@ -22,6 +22,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+from fabqual import redaction
 from fabqual.drivers.guest_rdma import guest_endpoint
 from fabqual.drivers.journal import Journal
 from fabqual.errors import DriverError, FabqualError, LabError
@@ -102,6 +103,7 @@ class VSphereSide:
         if vc.simulator:
             # A password nobody else knows when the variable is unset: the simulator is ours alone.
             password = password or secrets.token_urlsafe(16)
+            redaction.register(password)
             self.vcsim = self._stack.enter_context(running_vcsim(vc.port, vc.user, password))
             address, port = self.vcsim.address, self.vcsim.port
             # Trust exactly the simulator's own certificate (it makes a new one at every start).

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fabqual import redaction
 from fabqual.doctor import DoctorReport, run_doctor
 from fabqual.executors.base import Executor
 from fabqual.topology import Topology, load_topology
@@ -60,6 +61,7 @@ class QualificationRun:
     def topology(self) -> Topology:
         if self._topology is None:
             self._topology = load_topology(self.topology_path)
+            redaction.register(*redaction.of_topology(self._topology))
         return self._topology
 
     @property

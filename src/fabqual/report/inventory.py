@@ -11,13 +11,12 @@ with :func:`contribute_inventory`; the report shows it as a section of its own.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fabqual.executors.base import Executor
+from fabqual.redaction import of_topology, redact
 from fabqual.topology.model import Topology
 
 Facts = dict[str, str]
@@ -77,12 +76,6 @@ v spdk sh -c 'command -v spdk_tgt >/dev/null && spdk_tgt --version || echo "not 
 exit 0
 """
 
-SECRET_MARK = "[redacted]"
-
-# Values of key=value or key: value pairs that look secret are hidden wherever
-# text from nodes or tools reaches a report.
-_SECRET_PAIRS = re.compile(r"(?i)\b(password|passwd|secret|token|api[_-]?key)(\s*[=:]\s*)(\S+)")
-
 
 def parse_inventory(text: str) -> Inventory:
     """``section|name|key|value`` lines → ``{"facts": {...}, "devices": {section: {name: facts}}, "tools": {...}}``."""
@@ -104,28 +97,6 @@ def parse_inventory(text: str) -> Inventory:
             # netdev may be printed twice (device/net and parent); keep the first
             device.setdefault(key, value)
     return {"facts": facts, "devices": devices, "tools": tools}
-
-
-def secrets_of(topology: Topology, environ: dict[str, str] | None = None) -> list[str]:
-    """The values of every ``password_env`` variable the topology names (only those that are set)."""
-    env = os.environ if environ is None else environ
-    names = [n.credentials.password_env for n in topology.nodes if n.credentials.password_env]
-    names += [vc.password_env for vc in topology.vcenters]
-    return [env[name] for name in names if env.get(name)]
-
-
-def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """``value`` (str, or nested dicts/lists of them) with secret values and ``password=…`` hidden."""
-    secrets = [s for s in secrets if s]
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, SECRET_MARK)
-        return _SECRET_PAIRS.sub(lambda m: m.group(1) + m.group(2) + SECRET_MARK, value)
-    if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v, secrets) for v in value]
-    return value
 
 
 def collect_node(name: str, address: str, executor_for: Callable[[str], Executor], timeout: float = 60.0) -> Inventory:
@@ -163,4 +134,4 @@ def collect_inventory(
     ]
     esxi = [{"name": host.name, "vcenter": host.vcenter, "uplink": host.uplink} for host in topology.esxi_hosts]
     inventory: Inventory = {"nodes": nodes, "vcenters": vcenters, "esxi_hosts": esxi, "extra": dict(extra or {})}
-    return redact(inventory, secrets_of(topology))
+    return redact(inventory, of_topology(topology))

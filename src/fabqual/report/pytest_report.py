@@ -39,9 +39,10 @@ import pytest
 
 import fabqual
 from fabqual.measure import USER_PROPERTY
+from fabqual.redaction import contains_secret, install_log_redaction, of_topology, redact
 from fabqual.report.compare import MetricDelta, compare_runs, load_deviations
 from fabqual.report.document import render_sections
-from fabqual.report.inventory import collect_inventory, redact, secrets_of
+from fabqual.report.inventory import collect_inventory
 from fabqual.report.results import (
     Results,
     link_type_verdicts,
@@ -109,10 +110,11 @@ def _secrets(config: pytest.Config) -> list[str]:
     run = _run(config)
     if run is None or run._topology is None:
         return []
-    return secrets_of(run.topology)
+    return of_topology(run.topology)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    install_log_redaction()  # every log record, whichever handler writes it (--log-file, reports)
     collector = ReportCollector(config)
     config.stash[STATE] = collector.state
     config.pluginmanager.register(collector, "fabqual-report-collector")
@@ -169,6 +171,7 @@ class ReportCollector:
             report.sections.append((f"fabqual output: {title}", text))
             entry["outputs"].append({"title": title, "text": text[:MAX_OUTPUT_CHARS]})
         item.stash[EMITTED] = len(outputs)
+        _redact_report(report, _secrets(self.config))
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -224,6 +227,22 @@ class ReportCollector:
         verdicts = ", ".join(f"{t} {c['verdict']}" for t, c in sorted(results["verdicts"].items()))
         terminalreporter.write_sep("-", f"fabqual: {results['verdict']} ({verdicts})")
         terminalreporter.write_line(f"fabqual results: {self.state.results_path}")
+
+
+def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:
+    """Hide secrets in what pytest-html, JUnit XML and the terminal show of a test: the failure
+    message and traceback, skip reason, captured output and logs, user properties."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (file, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], redact(str(longrepr[2]), secrets))
+    elif longrepr is not None:
+        text = str(longrepr)
+        if contains_secret(text) or any(s and s in text for s in secrets):
+            report.longrepr = redact(text, secrets)  # plain text from here on: the secret is gone
+    report.sections = [(title, redact(content, secrets)) for title, content in report.sections]
+    report.user_properties = [
+        (name, redact(value, secrets) if isinstance(value, str) else value) for name, value in report.user_properties
+    ]
 
 
 def _collect(run: Any) -> dict[str, Any]:

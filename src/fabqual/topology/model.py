@@ -168,7 +168,7 @@ class Node:
     port: int = field(22, check=check_port)
     user: str = field("root", check=check_unix_user)
     credentials: Credentials = field(Credentials(agent=True))
-    host_key_check: bool = field(True, doc="false only for throwaway nodes")
+    host_key_check: bool = field(True, doc="false only for throwaway nodes (never with password_env)")
     known_hosts: str | None = field(None, check=check_local_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
     roles: tuple[Role, ...] = field(())
     hbas: tuple[Hba, ...] = field(())
@@ -196,7 +196,7 @@ class VCenter:
     port: int = field(443, check=check_port)
     user: str = field("administrator@vsphere.local", check=check_vsphere_user)
     password_env: str = field(check=check_env_name, doc="environment variable holding the password")
-    tls_verify: bool = field(True, doc="false only for a simulator or a throwaway lab vCenter")
+    tls_verify: bool = field(True, doc="false is refused (the password would go unverified): pin thumbprint/ca_file")
     ca_file: str | None = field(None, check=check_local_path, doc="CA bundle to verify the vCenter certificate with")
     thumbprint: str | None = field(
         None, check=check_thumbprint, doc="SHA-1 thumbprint of the vCenter certificate to pin"
