@@ -204,3 +204,64 @@ def hostile_strings(like: str = "") -> st.SearchStrategy[str]:
         "appended": bare.map(lambda h: like + h),
     }
     return st.sampled_from(("bare", "spliced", "spliced", "appended", "appended")).flatmap(ways.__getitem__)
+
+
+# --- WRITE data-out for the live fuzz -------------------------------------------------
+
+FRAME_KINDS = ("valid", "truncated", "lying_length", "wrong_count", "bad_crc", "garbage")
+
+
+def _nonzero_packets(max_packets: int, max_size: int) -> st.SearchStrategy[tuple[bytes, ...]]:
+    # No zero bytes: a record length that lies shorter then always leaves non-zero "padding" or a
+    # non-zero "next length" behind it, so every lying frame is invalid whatever the draw.
+    byte = st.integers(1, 255)
+    packet = st.lists(byte, min_size=1, max_size=max_size).map(bytes)
+    return st.lists(packet, max_size=max_packets).map(tuple)
+
+
+@st.composite
+def data_out_frames(draw: st.DrawFn, max_packets: int = 8, max_packet_size: int = 1600) -> tuple[str, bytes]:
+    """``(kind, bytes)``: WRITE data-out as a tunnel frame, valid or broken in one of FRAME_KINDS' ways.
+
+    Every broken kind is broken for certain, whatever else is drawn (the live fuzz's oracle relies
+    on it): ``truncated`` claims a total beyond the bytes sent (the WRITE is padded to 512-byte
+    blocks, so the claim is past the padding too), ``lying_length`` gives one record a length of 0,
+    past the frame's end or short of its packet, ``wrong_count`` a count that is not the records',
+    ``bad_crc`` one flipped CRC bit, ``garbage`` anything without the magic.
+    """
+    kind = draw(st.sampled_from(FRAME_KINDS))
+    seq = draw(st.integers(0, framing.SEQ_MODULUS - 1))
+    crc = draw(st.booleans()) or kind == "bad_crc"
+    packets = draw(_nonzero_packets(max_packets, max_packet_size))
+    if kind in ("lying_length",) and not packets:
+        packets = (b"\x01" * draw(st.integers(1, max_packet_size)),)
+    frame = framing.Frame(seq, packets, more=draw(st.booleans()), crc=crc)
+    if kind == "valid":
+        return kind, framing.encode_frame(frame)
+    if kind == "truncated":
+        size = len(framing.encode_frame(frame))
+        claimed = -(-size // 512) * 512 + draw(st.integers(1, 1 << 20))
+        return kind, framing.encode_frame(frame, total=claimed)
+    if kind == "lying_length":
+        index = draw(st.integers(0, len(packets) - 1))
+        real = len(packets[index])
+        lie = draw(
+            st.sampled_from(
+                [0, real + draw(st.integers(4, 1 << 16))]
+                + ([real - draw(st.integers(1, real - 1))] if real > 1 else [])
+            )
+        )
+        lengths = [len(p) for p in packets]
+        lengths[index] = lie
+        return kind, framing.encode_frame(frame, lengths=lengths)
+    if kind == "wrong_count":
+        count = draw(st.integers(0, 0xFFFF).filter(lambda c: c != len(packets)))
+        return kind, framing.encode_frame(frame, count=count)
+    if kind == "bad_crc":
+        flipped = bytearray(framing.encode_frame(frame))
+        flipped[-1 - draw(st.integers(0, 3))] ^= 1 << draw(st.integers(0, 7))
+        return kind, bytes(flipped)
+    raw = draw(st.binary(min_size=0, max_size=4096))
+    if raw[:4] == framing.MAGIC.to_bytes(4, "big"):
+        raw = b"JUNK" + raw[4:]
+    return kind, raw
