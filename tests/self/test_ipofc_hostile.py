@@ -1,4 +1,4 @@
-"""A hostile peer against the live IPoFC target: bounded memory, counted drops, a tunnel that recovers.
+"""A hostile peer and a live fuzz against the IPoFC target: bounded memory, counted drops, an oracle.
 
 On ``tgt`` of the emulated lab both daemons run with offload over tcm_loop (the
 fixture of ``test_ipofc_live.py``). A second sender on the same LUN — the test
@@ -11,6 +11,11 @@ few commands' buffers, its counters (SIGUSR1) must account for every frame sent,
 the junk packets released after the reorder timeout must be stopped by the
 virtio-net check, the real initiator's traffic must cross again, and the kernel
 must not complain.
+
+The short live fuzz (``live_fuzz``, judged by ``scsi_oracle``, never by the
+dispatcher) reaches the frame decoder with fuzzed WRITE frames and sends READs of
+the largest transfer while pings cross; the long one is the qualification test
+``tests/acceptance/test_ipofc_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -18,17 +23,22 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from fabqual.health import bad_kernel_lines, kernel_lines_since, mark_kernel_log
+from fabqual.testing import live_fuzz, strategies
 from fabqual.tools.ping import parse_ping
 from fabqual.topology import Topology
 
 from .test_ipofc_live import TEST_NET, OneGuestTunnel, one_guest_tunnel
 
 FRAMES = 40
+# The short live fuzz of CI; FABQUAL_HYPOTHESIS_PROFILE=lab runs the long one in tests/acceptance.
+FUZZ_BATCHES, FUZZ_BATCH, FUZZ_READS = 3, 30, 2
 # The target's budget here: 4 MiB, so that the emulated lab's slow WRITEs overflow it within the
 # reorder timeout (5 s here); the default (16 MiB) is the same code with a bigger number.
 BUDGET = 4 << 20
@@ -155,3 +165,74 @@ def test_hostile_peer_cannot_grow_the_target_and_the_tunnel_recovers(tunnel: One
     assert result.received == result.transmitted == 10, result
     complaints = bad_kernel_lines(kernel_lines_since(t.node, marker))
     assert not complaints, f"kernel complained during the hostile peer: {complaints}"
+
+
+def max_transfer(t: OneGuestTunnel) -> int:
+    """The largest transfer the initiator daemon allows (its ``ready`` line)."""
+    found = re.search(r"max_transfer=(\d+)", t.run(f"cat {t.directory}/initiator.out", timeout=30))
+    assert found, "the initiator daemon printed no max_transfer"
+    return int(found[1])
+
+
+@settings(
+    max_examples=FUZZ_BATCHES,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),  # no shrinking: a batch's findings are reported at once
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    cdbs=st.lists(strategies.cdbs(), min_size=FUZZ_BATCH, max_size=FUZZ_BATCH),
+    frames=st.lists(strategies.data_out_frames(), min_size=FUZZ_BATCH, max_size=FUZZ_BATCH),
+    big=st.lists(st.booleans(), min_size=FUZZ_BATCH, max_size=FUZZ_BATCH),
+)
+def fuzz_batch(
+    cdbs: list[bytes], frames: list[tuple[str, bytes]], big: list[bool], *, run: Callable[..., list[str]]
+) -> None:
+    """One generated batch through the live target; every answer judged by the oracle."""
+    problems = run(cdbs, frames, big)
+    assert not problems, f"{len(problems)} answers break SPC or the framing rules:\n  " + "\n  ".join(problems[:20])
+
+
+def test_live_fuzz_reaches_the_decoder_and_the_oracle_agrees(tunnel: OneGuestTunnel) -> None:
+    """Fuzzed CDBs, fuzzed WRITE frames (valid, truncated, lying, wrong count, bad CRC, garbage; some at the
+    largest transfer) and largest-transfer READs, while pings cross: every answer obeys SPC and the frame
+    rules, sg_decode_sense reads every sense as the oracle does, the target counted every WRITE it refused
+    for its data-out, the tunnel carries traffic afterwards and the kernel stayed quiet."""
+    t = tunnel
+    pid = target_pid(t)
+    transfer = max_transfer(t)
+    marker = mark_kernel_log(t.node, "ipofc live fuzz")
+    before = counters(t, pid)
+    sender = live_fuzz.Sender(t.node, t.sg, transfer)
+    tally = live_fuzz.Tally.empty()
+    pinger = f"{t.directory}/fuzz-ping"
+    t.in_ns(1, f"sh -c 'ping -i 0.5 -W 5 {TEST_NET[0]} > {pinger}.out 2>&1 & echo $! > {pinger}.pid'", timeout=30)
+    try:
+
+        def run(cdbs: list[bytes], frames: list[tuple[str, bytes]], big: list[bool]) -> list[str]:
+            requests = live_fuzz.requests_for(cdbs, frames, reads=FUZZ_READS, max_transfer=transfer, big=big)
+            return live_fuzz.run_batch(sender, requests, tally)
+
+        fuzz_batch(run=run)
+    finally:
+        t.run(f"kill $(cat {pinger}.pid) 2>/dev/null; true", timeout=30)
+        sender.close()
+    after = counters(t, pid)
+    print(f"live fuzz: sent {tally.sent}, {len(tally.senses)} distinct sense buffers, counters {after}")
+    assert tally.sent.get("read", 0) and sum(v for k, v in tally.sent.items() if k.startswith("frame:")), tally.sent
+    disagreements = live_fuzz.sg3_disagreements(t.node, tally.senses)
+    assert not disagreements, "sg_decode_sense reads sense differently:\n  " + "\n  ".join(disagreements)
+    rejected = live_fuzz.rejected_total(after) - live_fuzz.rejected_total(before)
+    assert rejected == tally.parameter_list_refusals, (
+        f"the target counted {rejected} rejected WRITE frames, the initiator saw {tally.parameter_list_refusals}"
+        f" parameter list refusals: {after['rejected_frames']}"
+    )
+    reached = False
+    deadline = time.monotonic() + 60
+    while not reached and time.monotonic() < deadline:
+        reached = " 1 received" in t.in_ns(1, f"ping -c 1 -W 2 {TEST_NET[0]}", timeout=30, check=False)
+    result = parse_ping(t.in_ns(1, f"ping -c 10 -i 0.2 -W 5 {TEST_NET[0]}", timeout=120, check=False))
+    assert result.received == result.transmitted == 10, f"after the fuzz: {result}"
+    complaints = bad_kernel_lines(kernel_lines_since(t.node, marker))
+    assert not complaints, f"kernel complained during the live fuzz: {complaints}"
