@@ -1,185 +1,129 @@
-"""Live fuzz: generated CDBs sent through SG_IO to the running IPoFC target, every answer checked.
+"""Live fuzz: generated CDBs and tunnel frames sent through SG_IO to the running IPoFC target.
 
-Hypothesis draws batches of CDBs (``fabqual.testing.strategies.cdbs()``: valid
-ones and mutations of them); a stdlib SG_IO sender on the initiator
-(``fabqual.drivers.sg_sender``) sends a whole batch per SSH round trip; each
-status and sense must equal what the dispatcher (``fabqual.ipofc.dispatch``)
-answers for the CDB as the target receives it. Afterwards the tunnel must still
-carry ping and TCP (iperf3): a malformed command may not hurt the link.
+Each batch (``fabqual.testing.live_fuzz``) holds fuzzed CDBs
+(``strategies.cdbs()``: valid ones and mutations of them), WRITE(16)s whose data-out
+is a fuzzed tunnel frame (``strategies.data_out_frames()``: valid, truncated, lying
+record lengths, wrong counts, bad CRC, garbage; one in ten padded to the largest
+transfer the initiator allows) and READ(16)s of that largest transfer, interleaved,
+while pings cross the tunnel. A stdlib SG_IO sender on the initiator
+(``fabqual.drivers.sg_sender``) sends a whole batch per SSH round trip.
 
-Budget: ``ci`` profile 3 batches of 100 CDBs; ``FABQUAL_HYPOTHESIS_PROFILE=lab``
-420 batches of 250, of which about 1.4 % are not sent (held READs, reservations), so
-at least 100k CDBs are sent and checked.
+Every answer is judged by ``fabqual.testing.scsi_oracle`` — rules written from
+SPC/SAM, not the target's dispatcher: status codes allowed per opcode, fixed-format
+sense validity and field pointers, exact allocation-length truncation, GOOD for a
+valid frame and a parameter list error for a broken one, a frame in every READ.
+sg3_utils' ``sg_decode_sense`` on the initiator reads every distinct sense buffer
+and must agree. Afterwards: the target daemon's rejected-frame counters equal the
+parameter list refusals the initiator saw, ping and TCP (iperf3) cross the tunnel,
+and the kernel logged no complaint (the plugin's dmesg check).
+
+Budget: ``ci`` profile 3 batches of 100 CDBs and 100 frames;
+``FABQUAL_HYPOTHESIS_PROFILE=lab`` 420 batches of 250 of each, so that more than
+100k CDBs and 100k frames are sent and judged.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import shlex
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fabqual.drivers import sg_sender
-from fabqual.ipofc import dispatch, framing, scsi
 from fabqual.links.tunnel_handle import IpTunnel
-from fabqual.testing import strategies
+from fabqual.testing import live_fuzz, strategies
 from fabqual.tools.iperf3 import run_iperf3
 from fabqual.tools.ping import run_ping
 from fabqual.topology.model import Link
 
 BATCH, BATCHES = {"ci": (100, 3), "lab": (250, 420)}[strategies.PROFILE]
 MIN_SENT = {"ci": BATCHES * BATCH // 2, "lab": 100_000}[strategies.PROFILE]
-DATA_IN_LENGTH = 4096
-MAX_WRITE = 64 * 1024
-REMOTE_SENDER = "/tmp/fabqual-sg-sender.py"
-# Commands LIO's core answers itself before the TCMU handler sees them (target_core_device.c,
-# passthrough_parse_cdb): REPORT LUNS is sent and must get a valid SAM status; reservations
-# (RESERVE/RELEASE(6/10), PERSISTENT RESERVE IN/OUT) are not sent: they test LIO, not fabqual,
-# and change the LUN's reservation state (the lab run saw RESERVATION CONFLICT for PR OUT).
-LIO_CORE_OPCODES = frozenset({0xA0})
-RESERVATION_OPCODES = frozenset({0x16, 0x17, 0x56, 0x57, 0x5E, 0x5F})
+READS = 2  # largest-transfer READs per batch: each takes real tunnel packets or waits the hold time
+DEFAULT_MAX_TRANSFER = 1 << 20  # the initiator daemon's cap below the SCSI host's own limits
 
 
-class _Probe:
-    """A data path that only records whether the dispatcher reached it."""
-
-    def __init__(self) -> None:
-        self.reached = ""
-
-    def write(self, payload: bytes) -> None:
-        self.reached = "write"
-
-    def read(self, cmd_id: int, capacity: int) -> bytes | None:
-        self.reached = "read"
-        return None
+def target_daemon(tunnel: IpTunnel) -> tuple[int, str]:
+    """The target daemon's pid (found by its uio device) and the file its log goes to (its stderr)."""
+    uio = tunnel.facts.get("uio_device", "")
+    target = tunnel.target.executor
+    found = target.run(f"pgrep -f {shlex.quote(f'fabqual.ipofc.target_daemon --uio {uio} ')}", timeout=30, check=False)
+    pids = found.stdout.split()
+    if not uio or len(pids) != 1:
+        pytest.fail(f"{target.node}: expected one target daemon serving {uio!r}, found pids {pids}")
+    return int(pids[0]), f"/proc/{pids[0]}/fd/2"
 
 
-@dataclass(frozen=True)
-class Case:
-    """One CDB as sent, as the target sees it, and the answer the codec prescribes."""
-
-    sent: bytes
-    seen: bytes
-    direction: str
-    length: int
-    data_out: bytes
-    expected: dispatch.Response | None  # None: LIO's core answers; only a valid SCSI status is required
-
-
-def target_view(sent: bytes) -> bytes:
-    """The CDB the handler receives: FCP carries 16 zero-padded bytes, LIO cuts them to the opcode group's length."""
-    padded = sent.ljust(16, b"\0")[:16]
-    return padded[: scsi.group_length(padded[0]) or 16]
-
-
-def make_case(cdb: bytes) -> Case | None:
-    """The request to send for ``cdb``, or None when it is not sent (a held READ, a reservation)."""
-    sent = cdb.ljust(6, b"\0")[:16]  # SG_IO takes 6..16 bytes over FC
-    seen = target_view(sent)
-    if seen[0] in RESERVATION_OPCODES:
-        return None
-    if seen[0] in LIO_CORE_OPCODES:
-        return Case(sent, seen, "r", DATA_IN_LENGTH, b"", None)
-    probe = _Probe()
-    answer = dispatch.Dispatcher(dispatch.LunConfig(), probe).handle(seen)
-    if probe.reached == "read":
-        return None  # a valid READ is held up to the hold time and would take tunnel packets
-    if probe.reached == "write":
-        size = scsi.decode_cdb(seen)["transfer_length"] * dispatch.LunConfig().block_size
-        if size > MAX_WRITE:
-            return None
-        empty = framing.encode_frame(framing.Frame(seq=0))  # a valid frame that carries nothing
-        return Case(sent, seen, "w", size, empty, dispatch.Response.good())
-    direction = "w" if seen[0] in scsi.WRITE_OPCODES else "r"
-    return Case(sent, seen, direction, DATA_IN_LENGTH if direction == "r" else 512, b"", answer)
-
-
-def mismatch(case: Case, got: dict[str, object]) -> str | None:
-    """Why ``got`` is not the prescribed answer, or None."""
-    if "error" in got:
-        return f"SG_IO failed: {got['error']}"
-    status = got["status"]
-    if case.expected is None:
-        ok = status in set(scsi.Status)
-        return None if ok else f"LIO core answered status 0x{status:02x}"
-    if got["host_status"]:
-        return f"transport error host_status 0x{got['host_status']:02x}"
-    if status != case.expected.status:
-        return f"status 0x{status:02x}, codec says 0x{case.expected.status:02x} (sense {got['sense']})"
-    if status == scsi.Status.CHECK_CONDITION:
-        sense = bytes.fromhex(str(got["sense"]))[: scsi.FIXED_SENSE_LENGTH]
-        if sense != case.expected.sense:
-            return f"sense {sense.hex()}, codec says {case.expected.sense.hex()}"
-    elif case.direction == "r":
-        data = bytes.fromhex(str(got["data"]))
-        want = case.expected.data_in
-        if data[: len(want)] != want:
-            return f"data-in {data[: len(want)].hex()}, codec says {want.hex()}"
-    return None
-
-
-@pytest.fixture
-def send_batch(ip_tunnel: IpTunnel) -> Iterator[Callable[[list[Case]], list[dict[str, object]]]]:
-    """Send a batch of cases through one sender process on the initiator."""
-    initiator = ip_tunnel.initiator.executor
-    initiator.put(Path(sg_sender.__file__), REMOTE_SENDER)
-    device = shlex.quote(ip_tunnel.facts["sg_device"])
-
-    def send(cases: list[Case]) -> list[dict[str, object]]:
-        lines = "".join(f"{c.sent.hex()} {c.direction} {c.length} {c.data_out.hex() or ''}\n" for c in cases)
-        result = initiator.run(f"python3 {REMOTE_SENDER} {device}", stdin=lines, timeout=60 + len(cases))
-        answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-        assert len(answers) == len(cases), f"the sender answered {len(answers)} of {len(cases)} CDBs"
-        return answers
-
-    yield send
-    initiator.run(f"rm -f {REMOTE_SENDER}", timeout=30)
+def largest_transfer(tunnel: IpTunnel) -> int:
+    """The largest SG_IO transfer the initiator allows for the tunnel LUN, as its daemon computes it."""
+    sg = tunnel.facts["sg_device"]
+    script = (
+        f"h=$(basename $(dirname $(dirname $(readlink -f /sys/class/scsi_generic/{shlex.quote(sg[5:])}/device))));"
+        " cat /sys/class/scsi_host/$h/max_sectors /sys/class/scsi_host/$h/sg_tablesize; getconf PAGE_SIZE"
+    )
+    out = tunnel.initiator.executor.run(script, timeout=30).stdout.split()
+    sectors, segments, page = (int(v) for v in out[:3])
+    return min(DEFAULT_MAX_TRANSFER, sectors * 512, segments * page) // 512 * 512
 
 
 @pytest.mark.capability("ip_tunnel")
-def test_fuzzed_cdbs_get_the_codecs_answers(  # type: ignore[no-untyped-def]
-    link: Link, ip_tunnel: IpTunnel, send_batch, check_metric, request: pytest.FixtureRequest
+def test_fuzzed_cdbs_and_frames_obey_spc_and_the_framing_rules(  # type: ignore[no-untyped-def]
+    link: Link, ip_tunnel: IpTunnel, check_metric, request: pytest.FixtureRequest
 ) -> None:
-    """Every generated CDB gets the status/sense/data the codec prescribes; then ping still crosses."""
-    counts = {"sent": 0, "skipped": 0, "batches": 0}
+    """Every generated CDB and WRITE frame, and every largest-transfer READ, gets an answer the SPC oracle
+    accepts, read alike by sg_decode_sense; the target counted each frame it refused; then ping and TCP cross."""
+    initiator = ip_tunnel.initiator.executor
+    pid, log = target_daemon(ip_tunnel)
+    transfer = largest_transfer(ip_tunnel)
+    before = live_fuzz.target_counters(ip_tunnel.target.executor, pid, log)
+    sender = live_fuzz.Sender(initiator, ip_tunnel.facts["sg_device"], transfer)
+    tally = live_fuzz.Tally.empty()
+    batches = {"count": 0}
+    pinger = f"/tmp/fabqual-fuzz-ping-{pid}"
+    address = shlex.quote(ip_tunnel.target.address)
+    initiator.run(f"ping -i 0.5 -W 5 {address} > {pinger}.out 2>&1 < /dev/null & echo $! > {pinger}.pid", timeout=30)
 
     @settings(
         max_examples=BATCHES,
         deadline=None,
         database=None,
-        phases=(Phase.explicit, Phase.generate),  # no shrinking: every mismatch of a batch is reported at once
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+        phases=(Phase.explicit, Phase.generate),  # no shrinking: every finding of a batch is reported at once
+        suppress_health_check=list(HealthCheck),
     )
-    @given(st.lists(strategies.cdbs(), min_size=BATCH, max_size=BATCH))
-    def fuzz(cdbs: list[bytes]) -> None:
-        cases = [c for c in map(make_case, cdbs) if c is not None]
-        counts["skipped"] += len(cdbs) - len(cases)
-        answers = send_batch(cases)
-        counts["sent"] += len(cases)
-        counts["batches"] += 1
-        if counts["batches"] % 20 == 0:  # progress for long lab runs (visible with -s)
-            print(f"live fuzz: {counts['sent']} CDBs sent and checked, {counts['skipped']} not sent", flush=True)
-        problems = [
-            f"{c.sent.hex()} (target sees {c.seen.hex()}): {why}"
-            for c, a in zip(cases, answers, strict=True)
-            if (why := mismatch(c, a))
-        ]
-        assert not problems, f"{len(problems)} of {len(cases)} CDBs answered wrongly:\n  " + "\n  ".join(problems[:20])
+    @given(
+        cdbs=st.lists(strategies.cdbs(), min_size=BATCH, max_size=BATCH),
+        frames=st.lists(strategies.data_out_frames(), min_size=BATCH, max_size=BATCH),
+        big=st.lists(st.integers(0, 9).map(lambda n: n == 0), min_size=BATCH, max_size=BATCH),
+    )
+    def fuzz(cdbs: list[bytes], frames: list[tuple[str, bytes]], big: list[bool]) -> None:
+        requests = live_fuzz.requests_for(cdbs, frames, reads=READS, max_transfer=transfer, big=big)
+        problems = live_fuzz.run_batch(sender, requests, tally)
+        batches["count"] += 1
+        if batches["count"] % 20 == 0:  # progress for long lab runs (visible with -s)
+            print(f"live fuzz: {batches['count']} batches, sent {tally.sent}", flush=True)
+        assert not problems, f"{len(problems)} answers break the oracle's rules:\n  " + "\n  ".join(problems[:20])
 
-    fuzz()
-    for name, value in counts.items():
-        request.node.user_properties.append((f"fuzz_{name}", value))  # shown in the report's row
-    print(f"live fuzz done: {counts}", flush=True)
-    assert counts["sent"] >= MIN_SENT, f"only {counts['sent']} CDBs could be sent, need {MIN_SENT} ({counts})"
-    result = run_ping(ip_tunnel.initiator.executor, ip_tunnel.target.address, 10, 0.2)
+    try:
+        fuzz()
+    finally:
+        initiator.run(f"kill $(cat {pinger}.pid) 2>/dev/null; rm -f {pinger}.pid {pinger}.out; true", timeout=30)
+        sender.close()
+    after = live_fuzz.target_counters(ip_tunnel.target.executor, pid, log)
+    for name, value in sorted(tally.sent.items()):
+        request.node.user_properties.append((f"fuzz_{re.sub(r'[^a-z_]', '_', name)}", value))
+    print(f"live fuzz done: sent {tally.sent}; target counters {after}", flush=True)
+    cdbs_sent = tally.sent.get("cdb", 0)
+    frames_sent = sum(v for k, v in tally.sent.items() if k.startswith("frame:"))
+    assert cdbs_sent >= MIN_SENT and frames_sent >= MIN_SENT, f"too few sent (need {MIN_SENT}): {tally.sent}"
+    disagreements = live_fuzz.sg3_disagreements(initiator, tally.senses)
+    assert not disagreements, "sg_decode_sense reads sense differently:\n  " + "\n  ".join(disagreements[:20])
+    rejected = live_fuzz.rejected_total(after) - live_fuzz.rejected_total(before)
+    assert rejected == tally.parameter_list_refusals, (
+        f"the target counted {rejected} rejected WRITE frames ({after.get('rejected_frames')}), the initiator"
+        f" saw {tally.parameter_list_refusals} parameter list refusals"
+    )
+    result = run_ping(initiator, ip_tunnel.target.address, 10, 0.2)
     check_metric(link, "loss_pct", result.loss_pct, context={"after": "fuzz"})
     # TCP too: once, empty-frame WRITEs before traffic were followed by a 70 s iperf3 stall.
-    tcp = run_iperf3(
-        ip_tunnel.target.executor, ip_tunnel.initiator.executor, address=ip_tunnel.target.address, seconds=5
-    )
+    tcp = run_iperf3(ip_tunnel.target.executor, initiator, address=ip_tunnel.target.address, seconds=5)
     check_metric(link, "tcp_mbps", tcp.mbps, context={"mtu": str(ip_tunnel.mtu), "after": "fuzz"})

@@ -109,3 +109,29 @@ def test_generated_frames_are_what_they_claim(drawn: tuple[str, bytes]) -> None:
     else:
         with pytest.raises(CodecError):
             framing.decode_frame(padded)
+
+
+def test_a_batch_interleaves_cdbs_frames_and_reads() -> None:
+    """requests_for() keeps every CDB that is sent, every frame (big ones at the largest transfer) and the READs."""
+    from fabqual.testing import live_fuzz
+
+    cdbs = [bytes(6), bytes.fromhex("8800000000000000000000000800 0000".replace(" ", "")), bytes([0x5F]) + bytes(9)]
+    frames = [("valid", framing.encode_frame(framing.Frame(1, (b"x",)))), ("garbage", b"nope")]
+    requests = live_fuzz.requests_for(cdbs, frames, reads=2, max_transfer=1 << 20, big=[True, False])
+    assert [r.what for r in requests].count("read") == 2
+    assert [r.what for r in requests if r.what != "read"] == ["cdb", "frame:valid", "frame:garbage"]
+    assert {r.length for r in requests if r.what.startswith("frame")} == {1 << 20, 512}
+
+
+def test_judge_uses_the_oracle_for_each_kind() -> None:
+    """A broken frame answered GOOD and a READ without a frame are findings; a refused JUNK WRITE is not."""
+    from fabqual.testing import live_fuzz
+
+    good = {"status": 0, "host_status": 0, "driver_status": 0, "sense": "", "data": ""}
+    refused = {**good, "status": 2, "driver_status": 8, "sense": "700005000000000a000000001a0000000000"}
+    frame = live_fuzz.frame_request("bad_crc", b"IPFC", 0)
+    assert live_fuzz.judge(frame, good) and not live_fuzz.judge(frame, refused)
+    assert live_fuzz.judge(live_fuzz.read_request(4096), {**good, "data": "00" * 16})
+    write = live_fuzz.cdb_request(bytes.fromhex("2a0000000000000001 00".replace(" ", "")))
+    assert write is not None and write.data_out == live_fuzz.JUNK and not live_fuzz.judge(write, refused)
+    assert live_fuzz.judge(write, {**good, "host_status": 7})
