@@ -103,18 +103,8 @@ def memory_kib(t: OneGuestTunnel, pid: int) -> dict[str, int]:
 
 
 def counters(t: OneGuestTunnel, pid: int) -> dict[str, object]:
-    """The target daemon's counters, asked for with SIGUSR1 (the newest ``counters`` line of its log)."""
-    log = f"{t.directory}/target.log"
-    before = t.run(f"grep -c ' counters ' {log}", check=False).strip() or "0"
-    t.run(f"kill -USR1 {pid}", timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        lines = [line for line in t.run(f"cat {log}").splitlines() if " counters " in line]
-        if len(lines) > int(before):
-            found: dict[str, object] = json.loads(lines[-1].split(" counters ", 1)[1])
-            return found
-        time.sleep(0.5)
-    pytest.fail(f"the target daemon logged no counters within 30 s of SIGUSR1: {t.run(f'tail -n 5 {log}')}")
+    """The target daemon's counters, asked for with SIGUSR1."""
+    return live_fuzz.target_counters(t.node, pid, f"{t.directory}/target.log")
 
 
 def test_hostile_peer_cannot_grow_the_target_and_the_tunnel_recovers(tunnel: OneGuestTunnel) -> None:

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from fabqual.ipofc import vnet
 
-IPV4 = bytes([0x45]) + bytes(1499)  # a 1500-byte IPv4 packet (only the version nibble matters here)
-IPV6 = bytes([0x60]) + bytes(1499)
+IPV4 = bytes([0x45]) + bytes(8) + bytes([6]) + bytes(1490)  # 1500 bytes of IPv4 carrying TCP (version, protocol)
+IPV6 = bytes([0x60]) + bytes(5) + bytes([6]) + bytes(1493)  # IPv6, next header TCP
+UDP4 = IPV4[:9] + bytes([17]) + IPV4[10:]
 TSO4 = vnet.encode(flags=1, gso_type=1, hdr_len=66, gso_size=1448, csum_start=20, csum_offset=16)
 
 
@@ -50,8 +51,11 @@ def test_headers_the_kernel_writes_pass(record: bytes) -> None:
         (vnet.encode(flags=1, gso_type=1, gso_size=1500, csum_start=20, csum_offset=16) + IPV4, "gso_size"),
         (vnet.encode(hdr_len=1501) + IPV4, "hdr_len"),
         (vnet.encode(flags=1, csum_start=10, csum_offset=6) + IPV4, "csum_start"),
-        (vnet.encode(flags=1, csum_start=1480, csum_offset=19) + IPV4, "csum_start"),
-        (vnet.encode(flags=1, csum_start=0xFFFF, csum_offset=0xFFFF) + IPV4, "csum_start"),
+        (vnet.encode(flags=1, csum_start=1484, csum_offset=16) + IPV4, "csum_start"),
+        (vnet.encode(flags=1, csum_start=0xFFFF, csum_offset=16) + IPV4, "csum_start"),
+        (vnet.encode(flags=1, csum_start=20, csum_offset=0xFFFF) + IPV4, "csum_offset"),
+        (vnet.encode(flags=1, gso_type=1, gso_size=1448, csum_start=20, csum_offset=16) + UDP4, "gso_type"),
+        (vnet.encode(flags=1, gso_type=1, gso_size=1448, csum_start=20, csum_offset=6) + IPV4, "csum_offset"),
     ],
     ids=[
         "no-packet",
@@ -68,6 +72,9 @@ def test_headers_the_kernel_writes_pass(record: bytes) -> None:
         "csum-in-ip-header",
         "csum-past-end",
         "csum-max",
+        "csum-offset-not-tcp-or-udp",
+        "gso-not-tcp",
+        "gso-csum-not-tcp",
     ],
 )
 def test_invalid_headers_name_their_field(record: bytes, reason: str) -> None:

@@ -11,8 +11,9 @@ as TUN uses it on x86 without ``TUNSETVNETBE``) followed by the IP packet::
     8  csum_offset  where the checksum is stored, from csum_start
 
 The peer is another node: its header is input, not trusted. The kernel checks some of
-this itself, but a header the device never negotiated (UDP GSO), a segment size of 0
-or a checksum written past the packet is refused here, counted by reason, and never
+this itself, but a header the device never negotiated (UDP GSO), TCP segmentation
+of a packet that is not TCP, a segment size of 0 or a checksum written past the
+packet or anywhere but a TCP/UDP checksum field is refused here, counted by reason, and never
 reaches ``write()`` (see ``tun.py``). Pure; stdlib only (runs in the lab guests).
 """
 
@@ -26,6 +27,9 @@ F_NEEDS_CSUM, F_DATA_VALID = 0x01, 0x02
 GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_ECN = 0, 1, 4, 0x80
 IP_HEADER_MIN = {4: 20, 6: 40}
 GSO_IP_VERSION = {GSO_TCPV4: 4, GSO_TCPV6: 6}
+IPPROTO_TCP = 6
+TCP_CSUM_OFFSET = 16
+CSUM_OFFSETS = (6, 16)  # where UDP and TCP keep their checksums: the only partial checksums TUN hands out
 
 
 def problem(record: bytes) -> str | None:
@@ -52,11 +56,20 @@ def problem(record: bytes) -> str | None:
             return f"gso_size: {gso_size} outside 1..{length - 1} for a {length}-byte packet"
         if not flags & F_NEEDS_CSUM:
             return "gso_type: a GSO packet without NEEDS_CSUM"
+        packet = record[SIZE:]
+        at = 9 if version == 4 else 6  # IPv4 protocol, IPv6 next header
+        protocol = packet[at] if len(packet) > at else -1
+        if protocol != IPPROTO_TCP:
+            return f"gso_type: TCP segmentation of an IPv{version} packet whose protocol is {protocol}, not TCP"
+        if csum_offset != TCP_CSUM_OFFSET:
+            return f"csum_offset: {csum_offset} in a TCP super-packet, the TCP checksum is at {TCP_CSUM_OFFSET}"
     if hdr_len > length:
         return f"hdr_len: {hdr_len} beyond the {length}-byte packet"
     if flags & F_NEEDS_CSUM:
         if csum_start < IP_HEADER_MIN[version]:
             return f"csum_start: {csum_start} inside the IPv{version} header"
+        if csum_offset not in CSUM_OFFSETS:
+            return f"csum_offset: {csum_offset} is neither UDP's (6) nor TCP's (16) checksum"
         if csum_start + csum_offset + 2 > length:
             return f"csum_start: {csum_start} + csum_offset {csum_offset} + 2 beyond the {length}-byte packet"
     return None
