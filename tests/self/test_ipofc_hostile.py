@@ -43,9 +43,11 @@ FUZZ_BATCHES, FUZZ_BATCH, FUZZ_READS = 3, 30, 2
 # reorder timeout (5 s here); the default (16 MiB) is the same code with a bigger number.
 BUDGET = 4 << 20
 # Peak RSS may exceed the resting RSS by the budget plus the buffers of the command in hand (the
-# gathered data-out, its copy, the decoded packets: one transfer each) and the allocator's slack.
-# Measured on the lab: 9.4 MiB over rest for a 4 MiB budget and 1 MiB transfers, 40 MiB sent.
-TRANSIENT_TRANSFERS = 6
+# gathered data-out, the decoded packets: one transfer each, also for a frame then dropped) and the
+# allocator's slack: glibc keeps freed 64 KiB packets (below its mmap threshold) in the heap, so the
+# high-water mark sits above what is live. Measured on the lab with a 4 MiB budget, 1 MiB transfers
+# and 40 MiB sent: 9.4 and 10.5 MiB over rest; without the byte budget all 40 MiB could be held.
+TRANSIENT_TRANSFERS = 8
 
 PEER = r"""
 import json, random, sys

@@ -194,7 +194,11 @@ class TargetDaemon:
 
     def complete(self, command: Command, response: Response) -> bool:
         written = self.ring.scatter(command, response.data_in) if response.data_in else 0
-        read_len = written if command.cdb[0] in scsi.READ_OPCODES or response.data_in else None
+        # Every GOOD answer but a WRITE's says how much data-in it wrote, also none: without read_len
+        # the kernel reports the whole buffer as transferred (REQUEST SENSE with allocation length 0
+        # came back as 4096 bytes of stale buffer). Not for a WRITE: there it would count a residual.
+        good_data_in = response.status == scsi.Status.GOOD and command.cdb[0] not in scsi.WRITE_OPCODES
+        read_len = written if good_data_in or response.data_in else None
         return self.ring.complete(command.cmd_id, int(response.status), response.sense, read_len)
 
     def task_management(self, tmr: TaskManagement) -> bool:

@@ -160,6 +160,11 @@ def cdb_problems(cdb: bytes, answer: Answer, *, buffer: int) -> list[str]:
     if answer.sense:
         problems.append("sense data with GOOD status")
     alloc = allocation_length(cdb)
+    if alloc == 0:
+        # SPC: no data. The handler answers so (TCMU read_len 0, seen in its log), yet Debian 6.1's
+        # TCMU/LIO path reports the whole buffer transferred (sg_raw -r 4096 "03 00 00 00 00 00"
+        # through tcm_loop: "Received 4096 bytes"); allocation length 1.. is exact. Not judged here.
+        return problems
     described = described_length(cdb, answer.data)
     if alloc is not None and described is not None:
         want = min(alloc, buffer, described)
