@@ -20,11 +20,14 @@ A profile file (``src/fabqual/data/thresholds/<profile>.yaml``, linked from
 Lookup: the entries whose ``when`` selectors all match the context; the one with
 the most selectors wins (two winners with as many selectors is an ambiguity and
 an error). ``min`` and ``min_fraction_of_line_rate`` may both be given: the bound
-is the larger of the two, and the fraction needs the line rate (read from the
-hardware: :func:`fc_line_rate_gbps`, :func:`ib_line_rate_gbps`,
-:func:`net_line_rate_gbps`). A context with ``bidirectional: true`` doubles the
-line-rate target (both directions carry the port rate); absolute bounds stay as
-written (give a ``when: {bidirectional: true}`` entry for a different one).
+is the larger of the two, and the fraction needs the line rate the link read from
+its ports (:class:`fabqual.line_rate.LineRate`; the sysfs parsers are
+:func:`fc_line_rate_gbps`, :func:`ib_line_rate_gbps`, :func:`net_line_rate_gbps`).
+With several paths (NVMe multipath) ``line_rate: slowest`` (the default) takes the
+slowest port, ``line_rate: sum`` what all paths carry together. A context with
+``bidirectional: true`` doubles the line-rate target (both directions carry the
+port rate); absolute bounds stay as written (give a ``when: {bidirectional:
+true}`` entry for a different one).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fabqual.errors import ParseError, ThresholdError, TopologyError
+from fabqual.line_rate import COMBINE, Combine, LineRate
 from fabqual.topology.model import LINK_TYPES
 from fabqual.topology.strict_yaml import parse, read_text
 
@@ -69,7 +73,7 @@ METRICS: dict[str, tuple[str, Comparison]] = {
 # A line rate (Gb/s) expressed in a metric's unit.
 _FROM_GBPS = {"Gb/s": 1.0, "Mb/s": 1000.0, "MB/s": 125.0}
 
-_ENTRY_KEYS = {"when", "min", "max", "min_fraction_of_line_rate", "unit", "note"}
+_ENTRY_KEYS = {"when", "min", "max", "min_fraction_of_line_rate", "line_rate", "unit", "note"}
 _TRUE = {"true", "yes", "1", "on"}
 
 
@@ -89,6 +93,7 @@ class _Entry:
     minimum: float | None
     maximum: float | None
     fraction: float | None
+    combine: Combine  # how several paths' line rates make the one the fraction is of
     unit: str
     note: str
     where: str  # "emulated.yaml: links.fc_nvme.iops[2]"
@@ -109,8 +114,11 @@ class Thresholds:
     def metrics(self, link_type: str) -> tuple[str, ...]:
         return tuple(sorted(metric for link, metric in self.entries if link == link_type))
 
-    def bound(self, link_type: str, metric: str, context: dict[str, str], line_rate: float | None = None) -> Bound:
-        """The bound for ``metric`` on ``link_type`` in ``context``; ``line_rate`` in Gb/s."""
+    def bound(
+        self, link_type: str, metric: str, context: dict[str, str], line_rate: LineRate | float | None = None
+    ) -> Bound:
+        """The bound for ``metric`` on ``link_type`` in ``context``; ``line_rate`` as the link read it
+        (a plain number is Gb/s)."""
         context_text = " ".join(f"{key}={value}" for key, value in context.items()) or "(no context)"
         what = f"thresholds profile {self.profile!r}: {link_type} {metric} {context_text}"
         entries = self.entries.get((link_type, metric))
@@ -128,7 +136,7 @@ class Thresholds:
         return _bound(winners[0], normalized, line_rate, what)
 
 
-def _bound(entry: _Entry, context: dict[str, str], line_rate: float | None, what: str) -> Bound:
+def _bound(entry: _Entry, context: dict[str, str], line_rate: LineRate | float | None, what: str) -> Bound:
     source = f"{entry.where}: {entry.note}"
     if entry.maximum is not None:
         return Bound(entry.maximum, "<=", entry.unit, source)
@@ -136,16 +144,25 @@ def _bound(entry: _Entry, context: dict[str, str], line_rate: float | None, what
     if entry.minimum is not None:
         candidates.append((entry.minimum, source))
     if entry.fraction is not None:
+        unknown = ""
+        if isinstance(line_rate, LineRate):
+            try:
+                line_rate = line_rate.gbps(entry.combine)
+            except ThresholdError as error:
+                line_rate, unknown = None, str(error)
         if line_rate is None or not math.isfinite(line_rate) or line_rate <= 0:
             if entry.minimum is None:
                 raise ThresholdError(
-                    f"{what}: {entry.where} is {entry.fraction:g} of the line rate, but the line rate is unknown"
-                    f" ({line_rate}); check the port's sysfs speed/rate or add an absolute 'min'"
+                    f"{what}: {entry.where} is {entry.fraction:g} of the line rate, but the line rate is unknown: "
+                    + (unknown or f"the link recorded none ({line_rate})")
+                    + "; check the port's sysfs speed/rate or add an absolute 'min'"
                 )
         else:
             both = context.get("bidirectional") in _TRUE
             target = entry.fraction * line_rate * (2 if both else 1) * _FROM_GBPS[entry.unit]
-            how = f"{entry.fraction:g} x {line_rate:g} Gb/s line rate" + (" x 2 (bidirectional)" if both else "")
+            how = f"{entry.fraction:g} x {line_rate:g} Gb/s line rate ({entry.combine})" + (
+                " x 2 (bidirectional)" if both else ""
+            )
             candidates.append((target, f"{source} [{how}]"))
     threshold, chosen = max(candidates)
     return Bound(threshold, ">=", entry.unit, chosen)
@@ -260,11 +277,17 @@ def _entry(item: Any, metric: str, key: str, file_name: str, fail: Any) -> _Entr
                 raise fail(f"{key}.min_fraction_of_line_rate", f"is {fraction:g}; it must be in (0, 1]")
             if unit not in _FROM_GBPS:
                 raise fail(f"{key}.min_fraction_of_line_rate", f"{metric} ({unit}) is not a rate")
+    combine = item.get("line_rate", "slowest")
+    if combine not in COMBINE:
+        raise fail(f"{key}.line_rate", f"is {combine!r}; expected {' or '.join(COMBINE)} (how paths add up)")
+    if "line_rate" in item and fraction is None:
+        raise fail(f"{key}.line_rate", "only means something with min_fraction_of_line_rate")
     return _Entry(
         when=_selectors(item.get("when", {}), f"{key}.when", fail),
         minimum=minimum,
         maximum=maximum,
         fraction=fraction,
+        combine=combine,
         unit=unit,
         note=" ".join(note.split()),
         where=f"{file_name}: {key}",

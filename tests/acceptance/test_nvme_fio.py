@@ -48,8 +48,6 @@ def test_fio(link: Link, nvme_namespace: NvmeNamespace, check_metric, rw: str, b
     )
     done = result.direction(rw)
     context = {"rw": rw, "bs": bs, "qd": str(qd)}
-    line_rate = nvme_namespace.facts.get("line_rate_gbps")
-    rate = float(line_rate) if line_rate else None
     check_metric(link, "iops", done.iops, context=context)
-    check_metric(link, "bw_mbps", done.bw_mbps, context=context, line_rate=rate)
+    check_metric(link, "bw_mbps", done.bw_mbps, context=context, line_rate=nvme_namespace.line_rate)
     check_metric(link, "clat_p99_us", done.clat_p99_us, context=context)

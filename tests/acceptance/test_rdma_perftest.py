@@ -38,7 +38,7 @@ def test_bandwidth(link: Link, rdma_pair: RdmaPair, check_metric, test: str, siz
     """Bandwidth at this message size reaches the profile's floor (a fraction of the port rate on hardware)."""
     result = _run(rdma_pair, test, size, link)
     check_metric(
-        link, "bw_gbps", result.bw_gbps, context={"test": test, "size": str(size)}, line_rate=rdma_pair.line_rate_gbps
+        link, "bw_gbps", result.bw_gbps, context={"test": test, "size": str(size)}, line_rate=rdma_pair.line_rate
     )
 
 

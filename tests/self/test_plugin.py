@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from fabqual.report.document import coverage_notes
 from tests.self.local_topology import LOCAL_RACK
 
 pytest_plugins = ["pytester"]
@@ -79,7 +82,67 @@ def test_tunnel(ip_tunnel): pass
     )
     result = pytester.runpytest("--strict", "--topology", rack)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*strict run: topology 'local-rack' has no link offering ip_tunnel*"])
+    result.stdout.fnmatch_lines(
+        ["*strict run: not applicable here: topology 'local-rack' has no link offering ip_tunnel*"]
+    )
+
+
+DIRECT_SKIPS = """
+import pytest
+
+@pytest.fixture
+def needs_a_switch():
+    pytest.skip("no FC switch in this rack to disable a port on")
+
+@pytest.mark.capability("nvme_namespace")
+def test_skips_itself(link):
+    pytest.skip("real HBAs are not unplugged")
+
+@pytest.mark.capability("nvme_namespace")
+def test_skipped_by_a_fixture(link, needs_a_switch):
+    pass
+
+@pytest.mark.capability("nvme_namespace")
+def test_runs(link):
+    pass
+"""
+
+
+def test_strict_turns_every_skip_into_an_error(
+    pytester: pytest.Pytester, rack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pytest.skip in a test body or in a fixture escapes no formal run: terminal, JUnit and results say error."""
+    monkeypatch.setenv("FABQUAL_REPORTS_DIR", str(pytester.path / "reports"))
+    pytester.makepyfile(test_skips=DIRECT_SKIPS)
+    result = pytester.runpytest("--strict", "--topology", rack, "-m", "fc_nvme", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(["*strict run: not applicable here: real HBAs are not unplugged*"])
+    junit = (pytester.path / "junit.xml").read_text()
+    assert junit.count("<error ") == 2 and "<failure" not in junit and "<skipped" not in junit, junit
+    results = json.loads((pytester.path / "reports" / "results-latest.json").read_text())
+    outcomes = {t["nodeid"].split("::")[1]: (t["outcome"], t["reason"]) for t in results["tests"]}
+    assert outcomes["test_skips_itself[tr=fc]"] == (
+        "error",
+        "setup: strict run: not applicable here: real HBAs are not unplugged",
+    )
+    assert outcomes["test_skipped_by_a_fixture[tr=fc]"][0] == "error"
+    fc = results["verdicts"]["fc_nvme"]
+    assert (fc["planned"], fc["run"], fc["passed"], fc["error"], fc["verdict"]) == (3, 1, 1, 2, "ERROR")
+
+
+def test_without_strict_the_report_counts_and_names_the_skips(
+    pytester: pytest.Pytester, rack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An informal run skips, and its results show per link the rows planned, run and skipped with reasons."""
+    monkeypatch.setenv("FABQUAL_REPORTS_DIR", str(pytester.path / "reports"))
+    pytester.makepyfile(test_skips=DIRECT_SKIPS)
+    result = pytester.runpytest("--topology", rack, "-m", "fc_nvme")
+    result.assert_outcomes(passed=1, skipped=2)
+    results = json.loads((pytester.path / "reports" / "results-latest.json").read_text())
+    fc = results["verdicts"]["fc_nvme"]
+    assert (fc["planned"], fc["run"], fc["skipped"]) == (3, 1, 2)
+    assert fc["skip_reasons"] == {"real HBAs are not unplugged": 1, "no FC switch in this rack to disable a port on": 1}
+    assert any("Not a formal run: 2 row(s) were skipped" in note for note in coverage_notes(results))
 
 
 def test_doctor_problems_make_the_blocked_links_error(pytester: pytest.Pytester, rack: str) -> None:

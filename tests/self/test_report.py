@@ -187,7 +187,17 @@ def test_results_json_holds_every_test_and_metric(first_run: Path) -> None:
     assert results["run"]["topology"] == "report-rack" and results["run"]["profile"] == "emulated"
     assert results["verdict"] == "FAIL"
     assert results["verdicts"]["fc_nvme"]["verdict"] == "PASS"
-    assert results["verdicts"]["ipofc"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 0, "verdict": "FAIL"}
+    assert results["verdicts"]["ipofc"] == {
+        "planned": 2,
+        "run": 2,
+        "passed": 1,
+        "failed": 1,
+        "error": 0,
+        "skipped": 0,
+        "skip_reasons": {},
+        "lost_nodes": [],  # node gone never answered: it cannot have been lost during a row
+        "verdict": "FAIL",
+    }
     assert results["verdicts"]["nvmet_rdma"]["skipped"] == 1
     assert len(results["metrics"]) == 2 * 5 + 2  # bw and lat on two links, throughput at two MTUs
     missed = [m for m in results["metrics"] if not m["passed"]]

@@ -172,5 +172,6 @@ def guest_endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndp
         address=address,
         netdev=netdev,
         rate_gbps=facts.rate_gbps,
+        rate=facts.rate,
         active_mtu=facts.active_mtu,
     )

@@ -14,9 +14,11 @@ import shlex
 from dataclasses import dataclass
 
 from fabqual.drivers.journal import Journal, modprobe
+from fabqual.drivers.port_rate import rdma_rate
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
+from fabqual.line_rate import PortRate
 from fabqual.topology.model import Rnic
 
 SYSFS = "/sys/class/infiniband"
@@ -120,7 +122,11 @@ class PortFacts:
     gid: GidEntry
     state: str
     active_mtu: int | None
-    rate_gbps: float | None
+    rate: PortRate
+
+    @property
+    def rate_gbps(self) -> float | None:
+        return self.rate.gbps
 
 
 def port_facts(executor: Executor, device: str, port: int, address: str) -> PortFacts:
@@ -135,9 +141,7 @@ def port_facts(executor: Executor, device: str, port: int, address: str) -> Port
             " check the cable/switch port and the netdev's link (reload the RDMA driver if it stays down)"
         )
     gid = select_gid(parse_gid_table(executor.run(GID_DUMP_COMMAND, timeout=30).stdout), device, port, address=address)
-    rate_file = shlex.quote(f"{SYSFS}/{plain_name(executor.node, 'RDMA device', device)}/ports/{port}/rate")
-    rate = executor.run(f"cat {rate_file} 2>/dev/null; true", timeout=30).stdout
-    return PortFacts(device, port, gid, state, mtu, parse_rate(rate))
+    return PortFacts(device, port, gid, state, mtu, rdma_rate(executor, device, port))
 
 
 def netdev_with_address(executor: Executor, address: str) -> str | None:

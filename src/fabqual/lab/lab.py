@@ -153,7 +153,8 @@ class EmulatedLab:
             self._ensure_key(self.run_dir / f"{name}_ssh_host_ed25519_key", f"fabqual-lab-{name}")
         self._write_known_hosts(ports)
         ssh_ports = {name: ports[f"{name}_ssh"] for name, _a in GUESTS}
-        write_topology(self.topology_path, lab_topology(ssh_ports, self.key_file, self.known_hosts))
+        consoles = {name: self.run_dir / f"{name}.console.log" for name, _a in GUESTS}
+        write_topology(self.topology_path, lab_topology(ssh_ports, self.key_file, self.known_hosts, consoles))
         self._write_state({"ports": ports, "ssh_ports": ssh_ports})
         return self.topology_path
 

@@ -30,8 +30,13 @@ STANDS_IN_FOR: dict[str, str] = {
 }
 
 
-def lab_topology(ssh_ports: dict[str, int], key_file: Path, known_hosts: Path) -> dict[str, Any]:
-    """The emulated lab as a topology dict: guests ``tgt`` and ``ini`` and their links."""
+def lab_topology(
+    ssh_ports: dict[str, int], key_file: Path, known_hosts: Path, consoles: dict[str, Path] | None = None
+) -> dict[str, Any]:
+    """The emulated lab as a topology dict: guests ``tgt`` and ``ini`` and their links.
+
+    ``consoles``: each guest's serial console log, shown when a guest is lost during a test.
+    """
 
     def node(name: str, roles: list[str], address: str) -> dict[str, Any]:
         return {
@@ -41,6 +46,7 @@ def lab_topology(ssh_ports: dict[str, int], key_file: Path, known_hosts: Path) -
             "user": "root",
             "credentials": {"key_file": str(key_file)},
             "known_hosts": str(known_hosts),
+            **({"console_log": str(consoles[name])} if consoles and name in consoles else {}),
             "roles": roles,
             "hbas": [
                 {
@@ -48,6 +54,8 @@ def lab_topology(ssh_ports: dict[str, int], key_file: Path, known_hosts: Path) -
                     "model": "QLE2742 (emulated by nvme-fcloop)",
                     "driver": "nvme-fcloop",
                     "emulation": "fcloop",
+                    # fcloop ports have no speed: the data NIC's (QEMU's speed property) stands in for it.
+                    "netdev": DATA_NETDEV,
                 },
                 {
                     "name": "fcoe0",

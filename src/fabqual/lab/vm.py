@@ -27,6 +27,11 @@ QEMU = "qemu-system-x86_64"
 MEMORY_MB = 2048
 # Marker in every lab QEMU command line, so a stale guest can be found by its state dir.
 NAME_PREFIX = "fabqual-lab"
+# The speed the data NIC reports (virtio-net's speed/duplex properties, Mb/s): the rack's 25G
+# RoCE ports. The guests see it in /sys/class/net/eth1/speed, rxe derives its port rate from it
+# ("25 Gb/sec (1X EDR)", as qedr reports) and FCoE its fc_host speed, so line-rate thresholds
+# run in the lab. What the UDP socket underneath carries is far less (see the emulated profile).
+DATA_LINK_SPEED_MBPS = 25000
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ def qemu_argv(spec: GuestSpec, image: Image, accel: str, authorized_keys: Path) 
         "-netdev", mgmt,
         "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:12:34:{spec.index:02x},addr=0x3",
         "-netdev", data,
-        "-device", f"virtio-net-pci,netdev=data,mac=52:54:00:77:00:{spec.index:02x},addr=0x4",
+        "-device",
+        f"virtio-net-pci,netdev=data,mac=52:54:00:77:00:{spec.index:02x},addr=0x4"
+        f",speed={DATA_LINK_SPEED_MBPS},duplex=full",
         "-fw_cfg", f"name={cfg}/hostname,string={spec.name}",
         "-fw_cfg", f"name={cfg}/data_address,string={spec.data_address}",
         "-fw_cfg", f"name={cfg}/host_key,file={spec.host_key}",

@@ -14,10 +14,12 @@ from fabqual.drivers.fcloop import HOST_PORT, TARGET_PORT, FcAddress, FcloopFabr
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
+from fabqual.drivers.port_rate import fc_rate, fcloop_rate
 from fabqual.drivers.scratch import ensure_scratch
 from fabqual.drivers.target import Export, export
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor
+from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.handles import FabricFault, NvmeNamespace
 from fabqual.links.nvme_repair import restore_namespace
@@ -49,6 +51,7 @@ class FcNvmeLink:
         )
 
         fabric: FcloopFabric | None = None
+        line_rate: LineRate
         if target_hba.emulation == "fcloop":
             if host_node.name != target_node.name:
                 raise LabError(
@@ -57,10 +60,13 @@ class FcNvmeLink:
             fabric = FcloopFabric(target, self.journal)
             fabric.up()
             target_port, host_port = TARGET_PORT, HOST_PORT
+            # One loop inside one kernel: the one port rate there is stands for both ends.
+            line_rate = LineRate.one_path(fcloop_rate(target, target_hba))
         else:
             found_target, found_host = resolve_port(target, target_hba), resolve_port(host, host_hba)
             target_port = FcAddress(found_target.wwnn, found_target.wwpn)
             host_port = FcAddress(found_host.wwnn, found_host.wwpn)
+            line_rate = LineRate.one_path(fc_rate(target_node.name, found_target), fc_rate(host_node.name, found_host))
 
         nvme = NvmeHost(host, self.journal)
         hostnqn = nvme.hostnqn()
@@ -108,6 +114,7 @@ class FcNvmeLink:
             "host_wwpn": host_port.wwpn,
             "hostnqn": hostnqn,
             "emulation": target_hba.emulation,
+            "line_rate": line_rate.describe(),
         }
         facts.update({f"scratch {d.name}": d.fact() for d in devices})  # declared → kernel device, serial/WWID
         session.facts = facts
@@ -123,6 +130,7 @@ class FcNvmeLink:
             target_node=target_node.name,
             fault=fault,
             facts=facts,
+            line_rate=line_rate,
         )
         return session
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fabqual.executors.base import Executor
+from fabqual.line_rate import LineRate, PortRate
 from fabqual.tools.perftest import PerftestResult, run_perftest
 from fabqual.topology.model import Link
 
@@ -52,6 +53,8 @@ class NvmeNamespace:
     # One per path with native multipath (in connect order): each takes only that path away.
     path_faults: tuple[FabricFault, ...] = ()
     facts: dict[str, str] = field(default_factory=dict, compare=False)
+    # The ports every path crosses, with their rates as read: what bandwidth fractions are of.
+    line_rate: LineRate | None = None
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,17 @@ class RdmaEndpoint:
     netdev: str
     rate_gbps: float | None = None  # from /sys/class/infiniband/<dev>/ports/<p>/rate
     active_mtu: int | None = None
+    rate: PortRate | None = None  # the same rate with what was read where (or why it could not be)
 
     @property
     def node(self) -> str:
         return self.executor.node
+
+    @property
+    def port_rate(self) -> PortRate:
+        """This end's port rate as read (a driver that gave only the number is quoted as such)."""
+        name = f"{self.device} port {self.port}"
+        return self.rate or PortRate(self.node, name, self.rate_gbps, "given by the driver")
 
 
 @dataclass(frozen=True)
@@ -81,10 +91,9 @@ class RdmaPair:
     client: RdmaEndpoint
 
     @property
-    def line_rate_gbps(self) -> float | None:
-        """The slower end's port rate: what a bandwidth threshold is a fraction of."""
-        rates = [r for r in (self.server.rate_gbps, self.client.rate_gbps) if r]
-        return min(rates) if rates else None
+    def line_rate(self) -> LineRate:
+        """Both ends' port rates: what a bandwidth threshold is a fraction of (the slower end)."""
+        return LineRate.one_path(self.server.port_rate, self.client.port_rate)
 
     def perftest(self, test: str, *, size: int | None, iterations: int | None = None) -> PerftestResult:
         """``test`` (ib_write_bw, ib_send_lat, ...) with its server on ``server`` and client on ``client``,

@@ -23,6 +23,7 @@ from fabqual.drivers.scratch import ensure_scratch
 from fabqual.drivers.target import Export, PortSwitch, export
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
+from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
 from fabqual.links.nvme_repair import restore_namespace
@@ -121,6 +122,8 @@ class NvmetRdmaLink:
         facts.update({f"scratch {d.name}": d.fact() for d in devices})  # declared → kernel device, serial/WWID
         if multipath:
             facts["paths"] = ", ".join(f"{s.address}:{port} from {c.address}" for s, c, port in paths)
+        line_rate = LineRate(tuple((s.port_rate, c.port_rate) for s, c, _ in paths))
+        facts["line_rate"] = line_rate.describe()
         session.facts = facts
         session.nvme_namespace = NvmeNamespace(
             link=self.link,
@@ -135,6 +138,7 @@ class NvmetRdmaLink:
             fault=fault,
             path_faults=path_faults,
             facts=facts,
+            line_rate=line_rate,
         )
         session.rdma_pair = RdmaPair(self.link, server, client)
         return session
@@ -246,6 +250,7 @@ def endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndpoint:
         address=address,
         netdev=netdev,
         rate_gbps=facts.rate_gbps,
+        rate=facts.rate,
         active_mtu=facts.active_mtu,
     )
 

@@ -210,8 +210,10 @@ class PvrdmaLink:
                 "active_mtu": str(server.active_mtu),
             }
         )
+        pair = RdmaPair(self.link, server, client)
+        facts["line_rate"] = pair.line_rate.describe()
         log_step(self.link.name, f"pvrdma link up: {facts['server']} <-> {facts['client']}")
-        return LinkSession(self.link, rdma_pair=RdmaPair(self.link, server, client), facts=facts)
+        return LinkSession(self.link, rdma_pair=pair, facts=facts)
 
     def down(self) -> None:
         """Guests first, then the vCenter configuration, then the simulator; every step runs, errors come at the end."""

@@ -6,8 +6,11 @@ installed can write qualification tests with these fixtures.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from fabqual.errors import FabqualError
 from fabqual.health import bad_kernel_lines, kernel_lines_since, mark_kernel_log
 from fabqual.links.base import SHORT_NAMES, MissingLink, offers
 from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
+from fabqual.plugin.outcomes import row_nodes
 from fabqual.plugin.run import QualificationRun
 from fabqual.topology.model import LINK_TYPES
 
@@ -38,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # import_plugin is a no-op when `-p fabqual.report.pytest_report` already loaded it.
     config.pluginmanager.import_plugin("fabqual.report.pytest_report")
+    config.pluginmanager.import_plugin("fabqual.plugin.outcomes")
     for link_type in LINK_TYPES:
         config.addinivalue_line("markers", f"{link_type}: runs on {link_type} links")
     config.addinivalue_line("markers", "capability(name): the link capability the test needs (e.g. nvme_namespace)")
@@ -51,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
         strict=bool(config.getoption("strict")),
         profile_override=config.getoption("--profile"),
         keep_lab=config.getoption("--keep-lab"),
+        progress=_progress_line(config),
     )
     if topology:
         try:
@@ -59,6 +65,23 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(error)) from None
     # SIGTERM (a CI job cancelled) gets the same orderly teardown as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _progress_line(config: pytest.Config) -> Callable[[str], None]:
+    """Print a line now, past pytest's output capture: the first image build and lab boot take minutes."""
+
+    def say(text: str) -> None:
+        capture = config.pluginmanager.getplugin("capturemanager")
+        terminal = config.pluginmanager.getplugin("terminalreporter")
+        uncaptured = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+        with uncaptured:
+            if terminal is not None:
+                terminal.write_line(f"fabqual lab: {text}")
+                terminal.flush()
+            else:
+                print(f"fabqual lab: {text}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -117,9 +140,4 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def _mark_nodes(item: pytest.Item, run: QualificationRun) -> list[tuple[Any, Any]]:
     if item.config.getoption("--no-health-gate"):
         return []
-    callspec = getattr(item, "callspec", None)
-    link = callspec.params.get("link") if callspec else None
-    if link is None or isinstance(link, MissingLink):
-        return []
-    nodes = sorted({end.node for end in link.endpoints.values()})
-    return [(run.executor(n), mark_kernel_log(run.executor(n), item.name)) for n in nodes]
+    return [(run.executor(n), mark_kernel_log(run.executor(n), item.name)) for n in row_nodes(item)]

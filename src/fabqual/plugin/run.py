@@ -8,12 +8,14 @@ nodes only when a test first needs them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fabqual import redaction
 from fabqual.doctor import DoctorReport, run_doctor
+from fabqual.errors import CommandTimeoutError, NodeUnreachableError
 from fabqual.executors.base import Executor
 from fabqual.topology import Topology, load_topology
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from fabqual.thresholds import Thresholds
 
 log = logging.getLogger("fabqual")
+
+UNREACHABLE_AFTER_S = 30.0  # a node that cannot run `true` in this long is lost (TCG guests are slow)
 
 
 @dataclass
@@ -31,12 +35,15 @@ class QualificationRun:
     strict: bool
     profile_override: str | None
     keep_lab: bool = False
+    progress: Callable[[str], None] | None = None  # the lab's image build and boot, shown as they happen
     emulated_lab: Any = None  # fabqual.lab.EmulatedLab, created when first needed
     _topology: Topology | None = None
     _executors: dict[str, Executor] = field(default_factory=dict)
     _thresholds: Thresholds | None = None
     _doctor: DoctorReport | None = None
     _lab_was_running: bool = False
+    lost: dict[str, str] = field(default_factory=dict)  # node -> when and how it stopped answering
+    answered: set[str] = field(default_factory=set)  # nodes that answered a probe in this session
 
     @property
     def uses_emulated_lab(self) -> bool:
@@ -54,7 +61,7 @@ class QualificationRun:
         if self.emulated_lab is None:
             from fabqual.lab import EmulatedLab
 
-            self.emulated_lab = EmulatedLab()
+            self.emulated_lab = EmulatedLab(progress=self.progress)
         return self.emulated_lab
 
     @property
@@ -89,6 +96,15 @@ class QualificationRun:
 
             self._executors[node_name] = executor_for_node(self.topology.node(node_name))
         return self._executors[node_name]
+
+    def unreachable(self, node_name: str) -> str | None:
+        """Why ``node_name`` does not answer a trivial command now, or None when it does."""
+        try:
+            self.executor(node_name).run("true", timeout=UNREACHABLE_AFTER_S)
+        except (NodeUnreachableError, CommandTimeoutError) as error:
+            return str(error)
+        self.answered.add(node_name)
+        return None
 
     @property
     def thresholds(self) -> Thresholds:

@@ -66,15 +66,44 @@ def verdict_section(results: Results) -> str:
     rows = [[_td(k), _td(v)] for k, v in meta]
     verdicts = results["verdicts"]
     vrows = [
-        [_td(link_type), *(_td(counts.get(o, 0), "num") for o in OUTCOMES), _td(counts["verdict"], counts["verdict"])]
+        [
+            _td(link_type),
+            *(_td(counts.get(c, 0), "num") for c in ("planned", "run", *OUTCOMES)),
+            _td(counts["verdict"], counts["verdict"]),
+        ]
         for link_type, counts in sorted(verdicts.items())
     ]
     return (
         "<h2>Qualification verdict</h2>"
         f'<p><span class="banner {escape(verdict)}">Overall: {escape(verdict)}</span></p>'
-        + _table(["Link type", *OUTCOMES, "Verdict"], vrows)
+        + _table(["Link type", "planned", "run", *OUTCOMES, "Verdict"], vrows)
+        + "".join(f"<p>{escape(note)}</p>" for note in coverage_notes(results))
         + _table(["Run", ""], rows)
     )
+
+
+def coverage_notes(results: Results) -> list[str]:
+    """What a reader must know before trusting the verdict: skipped rows, lost nodes, an informal run."""
+    notes = []
+    strict = bool(results["run"].get("strict"))
+    for link_type, counts in sorted(results["verdicts"].items()):
+        for node in counts.get("lost_nodes", []):
+            notes.append(
+                f"{link_type}: node {node} stopped answering during a test; the lab broke, rows after it are errors."
+            )
+        skipped = counts.get("skipped", 0)
+        if skipped:
+            reasons = "; ".join(f"{reason} ({n})" for reason, n in sorted(counts.get("skip_reasons", {}).items()))
+            notes.append(f"{link_type}: {skipped} of {counts.get('planned', 0)} planned rows skipped: {reasons}")
+    skipped_total = sum(c.get("skipped", 0) for c in results["verdicts"].values())
+    strict_errors = sum(1 for t in results.get("tests", []) if "strict run: not applicable" in str(t.get("reason")))
+    if strict and strict_errors:
+        notes.append(f"Formal (--strict) run: {strict_errors} row(s) did not apply and count as errors.")
+    elif not strict and skipped_total:
+        notes.append(
+            f"Not a formal run: {skipped_total} row(s) were skipped; a formal qualification runs with --strict."
+        )
+    return notes
 
 
 _DEVICE_COLUMNS = {

@@ -44,6 +44,7 @@ from fabqual.report.compare import MetricDelta, compare_runs, load_deviations
 from fabqual.report.document import render_sections
 from fabqual.report.inventory import collect_inventory
 from fabqual.report.results import (
+    LOST_NODE_PROPERTY,
     Results,
     link_type_verdicts,
     load_results,
@@ -76,6 +77,7 @@ class _Session:
     outputs: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     inventory: dict[str, Any] | None = None
     extra: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)  # rows selected per link type
     reached_rack: bool = False
     html_report: Any = None
     html_sections: str = ""
@@ -149,6 +151,13 @@ class ReportCollector:
         stamp = os.environ.get(RUN_ID_ENV) or run_stamp()
         self.state = _Session(stamp=stamp, started=datetime.now(UTC), t0=time.monotonic())
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The rows planned per link type: what was selected to run, before anything ran."""
+        for item in session.items:
+            link_type = _test_entry(item)["link_type"]
+            if link_type:
+                self.state.planned[link_type] = self.state.planned.get(link_type, 0) + 1
+
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
@@ -178,6 +187,7 @@ class ReportCollector:
         entry = self.state.tests.setdefault(report.nodeid, _test_entry(None, report.nodeid))
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
         entry["metrics"] = [json.loads(str(value)) for name, value in report.user_properties if name == USER_PROPERTY]
+        entry["lost_nodes"] = [str(value) for name, value in report.user_properties if name == LOST_NODE_PROPERTY]
         if report.when == "call":
             if report.failed:
                 entry.update(outcome="failed", reason=_reason(report))
@@ -266,6 +276,7 @@ def _test_entry(item: pytest.Item | None, nodeid: str = "") -> dict[str, Any]:
         "duration_s": 0.0,
         "outputs": [],
         "metrics": [],
+        "lost_nodes": [],
     }
 
 
@@ -313,7 +324,7 @@ def _build_results(config: pytest.Config, state: _Session, exitstatus: int) -> R
     for test in tests:
         for metric in test.get("metrics", []):
             metrics.append({**metric, "test": test["nodeid"]})
-    verdicts = link_type_verdicts(tests, declared)
+    verdicts = link_type_verdicts(tests, declared, state.planned)
     testbed = dict(state.inventory) if state.inventory is not None else None
     if testbed is not None:
         testbed["extra"] = {**testbed.get("extra", {}), **state.extra}

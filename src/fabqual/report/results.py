@@ -22,6 +22,8 @@ from fabqual.errors import FabqualError
 SCHEMA = "fabqual-results/1"
 LATEST = "results-latest.json"
 OUTCOMES = ("passed", "failed", "error", "skipped")
+# A test's user property naming a node that stopped answering during it (fabqual.plugin.outcomes).
+LOST_NODE_PROPERTY = "fabqual_lost_node"
 
 Results = dict[str, Any]
 
@@ -38,24 +40,38 @@ def metric_key(metric: dict[str, Any]) -> str:
     return f"{metric['link']}/{metric['metric']}" + (f"[{context}]" if context else "")
 
 
-def link_type_verdicts(tests: Iterable[dict[str, Any]], link_types: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
-    """Per link type: counts of each outcome and one verdict word.
+def link_type_verdicts(
+    tests: Iterable[dict[str, Any]], link_types: Iterable[str] = (), planned: dict[str, int] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per link type: rows planned and run, counts of each outcome, skip reasons and one verdict word.
 
     FAIL when a test failed (the device under test missed), ERROR when the lab
-    broke before a test could judge, PASS when something passed and nothing
-    else went wrong, SKIPPED when nothing applied, NOT RUN for a declared link
-    type without tests.
+    broke before a test could judge or a node was lost during a test (the run is
+    incomplete, whatever the row that lost it says), PASS when something passed
+    and nothing else went wrong, SKIPPED when nothing applied, NOT RUN for a
+    declared link type without tests. ``planned``: rows selected per link type.
     """
-    table: dict[str, dict[str, Any]] = {t: dict.fromkeys(OUTCOMES, 0) for t in link_types}
+
+    def empty() -> dict[str, Any]:
+        return {**dict.fromkeys(OUTCOMES, 0), "lost_nodes": [], "skip_reasons": {}}
+
+    table: dict[str, dict[str, Any]] = {t: empty() for t in link_types}
     for test in tests:
-        row = table.setdefault(test.get("link_type") or "general", dict.fromkeys(OUTCOMES, 0))
+        row = table.setdefault(test.get("link_type") or "general", empty())
         row[test["outcome"]] = row.get(test["outcome"], 0) + 1
-    for row in table.values():
+        row["lost_nodes"] += [n for n in test.get("lost_nodes", []) if n not in row["lost_nodes"]]
+        if test["outcome"] == "skipped":
+            row["skip_reasons"][test["reason"]] = row["skip_reasons"].get(test["reason"], 0) + 1
+    for link_type, row in table.items():
+        row["planned"] = (planned or {}).get(link_type, sum(row[o] for o in OUTCOMES))
+        row["run"] = row["passed"] + row["failed"]
         row["verdict"] = verdict_word(row)
     return table
 
 
 def verdict_word(counts: dict[str, Any]) -> str:
+    if counts.get("lost_nodes"):
+        return "ERROR"
     if counts.get("failed"):
         return "FAIL"
     if counts.get("error"):
@@ -68,7 +84,8 @@ def verdict_word(counts: dict[str, Any]) -> str:
 
 
 def overall_verdict(verdicts: dict[str, dict[str, Any]]) -> str:
-    totals = {o: sum(row.get(o, 0) for row in verdicts.values()) for o in OUTCOMES}
+    totals: dict[str, Any] = {o: sum(row.get(o, 0) for row in verdicts.values()) for o in OUTCOMES}
+    totals["lost_nodes"] = [n for row in verdicts.values() for n in row.get("lost_nodes", [])]
     return verdict_word(totals)
 
 

@@ -83,7 +83,12 @@ class Hba:
         None, check=check_firmware_file, doc="file under /lib/firmware the driver loads, e.g. ql2700_fw.bin"
     )
     emulation: Literal["none", "fcloop", "fcoe"] = field("none", doc="what stands in for the HBA")
-    netdev: str | None = field(None, check=check_netdev, doc="netdev carrying FCoE (emulation: fcoe)")
+    netdev: str | None = field(
+        None,
+        check=check_netdev,
+        doc="netdev carrying FCoE (emulation: fcoe); for nvme-fcloop, which has no port speed,"
+        " the netdev whose speed stands in for the port's line rate",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +181,11 @@ class Node:
     scratch_devices: tuple[ScratchDevice, ...] = field(())
     nvme_target: NvmeTarget | None = field(None)
     vm: VmPlacement | None = field(None)
+    console_log: str | None = field(
+        None,
+        doc="file on this machine that logs the node's serial console (conserver, IPMI SOL);"
+        " its last lines are shown when the node is lost during a test",
+    )
 
     def hba(self, name: str) -> Hba:
         return _by_name(self.hbas, name)
