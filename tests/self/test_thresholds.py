@@ -101,8 +101,9 @@ def test_a_profile_may_be_a_file_of_the_racks_own(tmp_path: Path) -> None:
 def test_emulated_numbers_follow_the_measurements() -> None:
     """The emulated floors are fractions of DESIGN.md's measured numbers, not hardware figures."""
     emulated = load_thresholds("emulated")
-    bound = emulated.bound("nvmet_rdma", "bw_gbps", {"size": "65536", "test": "ib_write_bw"})
-    assert bound.threshold == pytest.approx(0.015) and "0.058-0.067 Gb/s measured" in bound.source
+    bound = emulated.bound("nvmet_rdma", "bw_gbps", {"size": "65536", "test": "ib_write_bw"}, line_rate=25.0)
+    assert bound.threshold == pytest.approx(0.015) and "0.058-0.067 Gb/s" in bound.source
+    assert "0.0006 x 25 Gb/s line rate" in bound.source  # the lab's rxe ports report 25 Gb/s
     assert emulated.bound("fc_nvme", "iops", {"rw": "randread", "bs": "4k", "qd": "32"}).threshold == 600
     lat = emulated.bound("nvmet_rdma", "lat_typical_us", {"size": "2"})
     assert (lat.threshold, lat.comparison) == (12000, "<=")
@@ -395,7 +396,7 @@ def test_emulated_profile_passes_the_real_lab_captures_and_fails_a_fifth_of_them
     emulated = load_thresholds("emulated")
     for name in ("ib_write_bw_65536_client.txt", "ib_send_bw_4096_client.txt", "ib_read_bw_65536_mtu4096_client.txt"):
         result = parse_perftest((lab / name).read_text())
-        bound = emulated.bound("nvmet_rdma", "bw_gbps", {"size": str(result.bw_rows[0].size)})
+        bound = emulated.bound("nvmet_rdma", "bw_gbps", {"size": str(result.bw_rows[0].size)}, line_rate=25.0)
         assert result.bw_gbps >= bound.threshold, name
         assert result.bw_gbps / 5 < bound.threshold, name
     for name in ("ib_write_lat_2_client.txt", "ib_send_lat_64_client.txt"):

@@ -8,6 +8,7 @@ calls unknown) is kept as the reason, named with node and port, never a guess.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
 from fabqual.drivers.fc_host import FcHostPort
 from fabqual.errors import ParseError
@@ -18,44 +19,35 @@ from fabqual.thresholds import fc_line_rate_gbps, ib_line_rate_gbps, net_line_ra
 from fabqual.topology.model import Hba
 
 
-def _read(executor: Executor, path: str) -> tuple[str | None, str]:
-    """The file's text, or None and why not (``speed`` of a netdev whose link is down is EINVAL)."""
+def _sysfs_rate(
+    executor: Executor, port: str, path: str, parse: Callable[[str], float | None], none_means: str
+) -> PortRate:
+    """The rate ``parse`` finds in the sysfs file ``path``, or None and why (``speed`` of a netdev
+    whose link is down is EINVAL; a value the kernel calls unknown is ``none_means``)."""
     result = executor.run(f"cat {shlex.quote(path)}", timeout=30, check=False)
-    if result.ok:
-        return result.stdout.strip(), ""
-    return None, (result.stderr or result.stdout).strip() or f"cat exited {result.exit_status}"
+    if not result.ok:
+        why = (result.stderr or result.stdout).strip() or f"cat exited {result.exit_status}"
+        return PortRate(executor.node, port, None, f"{path} unreadable: {why}")
+    text = result.stdout.strip()
+    try:
+        gbps = parse(text)
+    except ParseError as error:
+        return PortRate(executor.node, port, None, str(error))
+    if gbps is None:
+        return PortRate(executor.node, port, None, f"{path} = {text}: {none_means}")
+    return PortRate(executor.node, port, gbps, f"{path} = {text}")
 
 
 def netdev_rate(executor: Executor, netdev: str) -> PortRate:
     """An Ethernet port's rate from ``/sys/class/net/IF/speed`` (Mb/s; -1 when the driver reports none)."""
     path = f"/sys/class/net/{plain_name(executor.node, 'netdev', netdev)}/speed"
-    text, why = _read(executor, path)
-    port = f"netdev {netdev}"
-    if text is None:
-        return PortRate(executor.node, port, None, f"{path} unreadable: {why}")
-    try:
-        gbps = net_line_rate_gbps(text)
-    except ParseError as error:
-        return PortRate(executor.node, port, None, str(error))
-    if gbps is None:
-        return PortRate(executor.node, port, None, f"{path} = {text}: the driver reports no speed (link down?)")
-    return PortRate(executor.node, port, gbps, f"{path} = {text}")
+    return _sysfs_rate(executor, f"netdev {netdev}", path, net_line_rate_gbps, "the driver reports no speed")
 
 
 def rdma_rate(executor: Executor, device: str, port: int) -> PortRate:
     """An RDMA port's data rate from ``/sys/class/infiniband/DEV/ports/P/rate``."""
     path = f"/sys/class/infiniband/{plain_name(executor.node, 'RDMA device', device)}/ports/{int(port)}/rate"
-    text, why = _read(executor, path)
-    name = f"{device} port {port}"
-    if text is None:
-        return PortRate(executor.node, name, None, f"{path} unreadable: {why}")
-    try:
-        gbps = ib_line_rate_gbps(text)
-    except ParseError as error:
-        return PortRate(executor.node, name, None, str(error))
-    if gbps is None:
-        return PortRate(executor.node, name, None, f"{path} = {text}: no rate (port down?)")
-    return PortRate(executor.node, name, gbps, f"{path} = {text}")
+    return _sysfs_rate(executor, f"{device} port {port}", path, ib_line_rate_gbps, "no rate (port down?)")
 
 
 def fc_rate(node: str, port: FcHostPort) -> PortRate:
