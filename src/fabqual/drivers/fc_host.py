@@ -18,7 +18,7 @@ from fabqual.executors.base import Executor
 from fabqual.executors.names import plain_name
 from fabqual.topology.model import DISCOVER, Hba, normalize_wwn
 
-ATTRIBUTES = ("plain_name", "port_name", "port_state", "speed", "port_type", "fabric_name", "symbolic_name")
+ATTRIBUTES = ("node_name", "port_name", "port_state", "speed", "port_type", "fabric_name", "symbolic_name")
 
 # One line per attribute: "/sys/class/fc_host/host3/port_name:0x21000024ff7c1a2b" (as grep -H prints it).
 _LINE = re.compile(r"^/sys/class/fc_host/(?P<host>[^/]+)/(?P<attr>[a-z_]+):(?P<value>.*)$")
@@ -71,13 +71,13 @@ def parse_fc_hosts(dump: str) -> list[FcHostPort]:
     ports = []
     for host in sorted(values, key=lambda h: (len(h), h)):
         attrs = values[host]
-        for key in ("plain_name", "port_name"):
+        for key in ("node_name", "port_name"):
             if not _WWN.match(attrs.get(key, "")):
                 raise ParseError("fc_host sysfs", f"{host} has no valid {key} (got {attrs.get(key)!r})", dump)
         ports.append(
             FcHostPort(
                 host=host,
-                wwnn=attrs["plain_name"],
+                wwnn=attrs["node_name"],
                 wwpn=attrs["port_name"],
                 port_state=attrs.get("port_state", "unknown"),
                 speed=attrs.get("speed", "unknown"),
