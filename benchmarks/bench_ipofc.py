@@ -44,6 +44,7 @@ from fabqual.drivers import sg_sender
 from fabqual.drivers.fcoe import colon_wwn
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.lio import Lio, Tpg
+from fabqual.drivers.rundir import private_dir
 from fabqual.drivers.scsi_generic import sg_devices, wait_sg_device
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
@@ -58,13 +59,17 @@ from fabqual.topology import load_topology
 from fabqual.topology.model import IpofcParams
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ipofc.json"
-REMOTE_SENDER = "/tmp/fabqual-bench-sg-sender.py"
 ORIGINAL_MBPS = {1500: 88.0, 9000: 485.0}  # benjojo's IPoverFC on 8G QLogic HBAs (research note §1.8)
 RAW_LUN = 1
 RAW_SIZE = 64 << 20
 SINGLE = 4096  # the raw path's single command: about what one ping's frame occupies
 DIRECTIONS = {"tcp_to_target": ("w", False), "tcp_to_initiator": ("r", True)}  # raw direction, iperf3 -R
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sender_path(executor: Executor) -> str:
+    """Where the SG_IO sender is uploaded: the run's private directory on the node."""
+    return f"{private_dir(executor)}/sg_sender.py"
 
 
 def rw_cdb(direction: str, length: int) -> str:
@@ -77,7 +82,7 @@ def raw_loop(
 ) -> dict[str, Any]:
     """``inflight`` SG_IO commands of ``length`` bytes kept in flight on ``device`` for ``seconds``."""
     out = executor.run(
-        f"python3 {REMOTE_SENDER} {device} --loop {direction} --length {length} --seconds {seconds}"
+        f"python3 {sender_path(executor)} {device} --loop {direction} --length {length} --seconds {seconds}"
         f" --inflight {inflight} --cdb {rw_cdb(direction, length)}",
         timeout=seconds + 300,
     ).stdout
@@ -231,8 +236,9 @@ def main() -> None:
         tunnel = session.ip_tunnel
         assert tunnel is not None
         initiator = tunnel.initiator.executor
-        initiator.put(Path(sg_sender.__file__), REMOTE_SENDER)
-        journal.record_command(initiator, f"bench sender {REMOTE_SENDER}", f"rm -f {REMOTE_SENDER}")
+        sender = sender_path(initiator)
+        initiator.put(Path(sg_sender.__file__), sender)
+        journal.record_command(initiator, f"bench sender {sender}", f"rm -f {sender}")
         raw_sg = export_raw_lun(executors[link.end("target").node], initiator, journal, tunnel.facts)
         shape = tunnel_shape(getattr(driver, "processes", []))
         pairs = paired_rounds(lab, tunnel, raw_sg, seconds=args.seconds, rounds=args.rounds, shape=shape)

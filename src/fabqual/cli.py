@@ -1,4 +1,4 @@
-"""The ``fabqual`` command: doctor, the emulated lab, and run comparison."""
+"""The ``fabqual`` command: doctor, clean, the emulated lab, and run comparison."""
 
 from __future__ import annotations
 
@@ -14,26 +14,31 @@ from fabqual.redaction import install_log_redaction
 
 # Subcommands living in their own modules register themselves here; each module
 # has ``register(subparsers)`` and sets ``func`` on its parsers.
-SUBCOMMAND_MODULES = ("fabqual.lab.cli", "fabqual.report.cli", "fabqual.results_db.cli", "fabqual.fleet.cli")
+SUBCOMMAND_MODULES = (
+    "fabqual.lab.cli",
+    "fabqual.report.cli",
+    "fabqual.results_db.cli",
+    "fabqual.fleet.cli",
+    "fabqual.clean",
+)
+
+
+def topology_path(given: str | None) -> Path:
+    """The ``--topology`` file, or without one the running emulated lab's."""
+    if given:
+        return Path(given)
+    from fabqual.lab import EmulatedLab
+
+    lab = EmulatedLab()
+    if not lab.is_running():
+        raise FabqualError("no --topology given and the emulated lab is not running: start it with `fabqual lab up`")
+    return Path(lab.ensure_up())
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from fabqual.topology import load_topology
 
-    if args.topology:
-        path = Path(args.topology)
-    else:
-        from fabqual.lab import EmulatedLab
-
-        lab = EmulatedLab()
-        if not lab.is_running():
-            print(
-                "no --topology given and the emulated lab is not running: start it with `fabqual lab up`",
-                file=sys.stderr,
-            )
-            return 2
-        path = Path(lab.ensure_up())
-    topology = load_topology(path)
+    topology = load_topology(topology_path(args.topology))
 
     from fabqual.doctor import run_doctor
     from fabqual.executors import executor_for_node

@@ -18,6 +18,7 @@ from fabqual.drivers.fc_host import parse_fc_hosts
 from fabqual.drivers.fcoe import colon_wwn, fcoe_state, parse_remote_ports
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.lio import Lio, lio_state
+from fabqual.drivers.rundir import RUNS
 from fabqual.drivers.scsi_generic import parse_sg_dd_rate, parse_sg_devices
 from fabqual.errors import DriverError, ParseError
 from fabqual.executors.base import Executor
@@ -233,7 +234,8 @@ def test_link_up_with_a_dying_handler_fails_clearly_and_leaves_nothing(
     finally:
         driver.down()
     assert_clean(tgt, ini)
-    assert not tgt.run(f"ls -d {ipofc.REMOTE_DIR}*", timeout=30, check=False).ok, "runtime files left on tgt"
+    # The runtime and daemon logs lived in the run's private directory, removed with the last undo.
+    assert not tgt.run(f"ls -A {RUNS} 2>/dev/null", timeout=30).stdout.strip(), "runtime files left on tgt"
 
 
 def test_tcm_loop_fallback_link_carries_ping_and_leaves_nothing(guests: tuple[Executor, Executor]) -> None:
@@ -262,5 +264,5 @@ def test_tcm_loop_fallback_link_carries_ping_and_leaves_nothing(guests: tuple[Ex
     finally:
         driver.down()
     assert_clean(tgt, ini)
-    leftovers = tgt.run("ip netns list; ls -d /var/tmp/fabqual-ipofc-ipofcloop* 2>/dev/null; true", timeout=30).stdout
+    leftovers = tgt.run(f"ip netns list; ls -A {RUNS} 2>/dev/null; true", timeout=30).stdout
     assert not leftovers.strip(), f"left on tgt: {leftovers}"

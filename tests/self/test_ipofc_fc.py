@@ -24,6 +24,7 @@ from fabqual.doctor import Requirement, check_requirement
 from fabqual.drivers.fc_host import FcHostPort, parse_fc_hosts, parse_qlini_mode, pick_port
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.lio import ROOT, Lio, lio_state
+from fabqual.drivers.rundir import RUNS
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor
 from fabqual.executors.ssh import SshExecutor
@@ -103,7 +104,7 @@ def snapshot(node: Executor) -> dict[str, object]:
     out = node.run(
         f"ls {ROOT} 2>/dev/null | grep -vxE 'core|dbroot|version'; echo --;"
         " ls -d /sys/class/fc_host/* /sys/class/scsi_host/* 2>/dev/null; echo --;"
-        " ls -d /var/tmp/fabqual-ipofc* 2>/dev/null; echo --; ip -o link show | cut -d: -f2; ip netns list",
+        f" ls -A {RUNS} 2>/dev/null; echo --; ip -o link show | cut -d: -f2; ip netns list",
         timeout=30,
     ).stdout
     return {"lio": lio_state(node), "rest": out}

@@ -154,3 +154,24 @@ def test_down_leaves_no_qemu_and_restores_sysctls(own_lab: EmulatedLab) -> None:
     assert lab.status().state == "down"
     for name, value in saved.items():
         assert int(Path("/proc/sys", *name.split(".")).read_text()) == value
+
+
+def test_a_lab_left_by_a_killed_session_is_recognised_as_fabquals_own(lab: EmulatedLab) -> None:
+    """The session that boots the lab is written into its state; once that process is dead the lab is
+    an orphan (the next session takes it over when its guests answer), while a live session's is not."""
+    from fabqual.drivers.rundir import RunOwner
+
+    out = subprocess.run(
+        [sys.executable, "-c", "from fabqual.drivers.rundir import RunOwner; print(RunOwner.this_process().to_json())"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    dead = RunOwner.from_json(out)
+    assert dead is not None and dead.alive() is False
+    try:
+        lab.claim(dead)
+        assert lab.orphaned() == dead and lab.healthy()
+        lab.claim(RunOwner.this_process())
+        assert lab.orphaned() is None
+    finally:
+        lab.claim(None)  # as `fabqual lab up` left it: nobody's session stops it
+    assert lab.orphaned() is None and lab.is_running()

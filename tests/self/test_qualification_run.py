@@ -16,8 +16,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from fabqual.executors.ssh import SshExecutor
 from fabqual.lab import EmulatedLab
+from fabqual.testing.leaks import leaked, node_state
 from fabqual.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,30 +32,12 @@ SMOKE_ROWS = [
     "tests/acceptance/test_ipofc.py::test_ping[mtu=1500-tr=ipofc]",
 ]
 
-# What fabqual creates in the guests and must remove again.
-STATE_PROBE = (
-    "ls /sys/kernel/config/nvmet/subsystems/ 2>/dev/null; ls /sys/kernel/config/nvmet/ports/ 2>/dev/null;"
-    " ls /sys/class/nvme/ 2>/dev/null; ls /sys/block | grep nullb; rdma link show 2>/dev/null;"
-    " ip -brief link show type tun"
-)  # contents only: a module the run loaded (its empty configfs folders) is not state left behind
-
-
-def guest_state(topology: Topology) -> dict[str, str]:
-    state = {}
-    for node in topology.nodes:
-        executor = SshExecutor.for_node(node)
-        try:
-            state[node.name] = executor.run(STATE_PROBE, check=False, timeout=60).stdout
-        finally:
-            executor.close()
-    return state
-
 
 def test_qualification_rows_pass_report_and_leave_guests_clean(
     lab: EmulatedLab, topology: Topology, tmp_path: Path
 ) -> None:
     """A short qualification run passes on every link type, writes the three reports, and cleans up."""
-    before = guest_state(topology)
+    before = node_state(topology)
     env = dict(os.environ, FABQUAL_FIO_RUNTIME_S="2", FABQUAL_REPORTS_DIR=str(tmp_path))
     env.pop("FABQUAL_TOPOLOGY", None)
     proc = subprocess.run(
@@ -83,4 +65,5 @@ def test_qualification_rows_pass_report_and_leave_guests_clean(
     html = (tmp_path / "qualification.html").read_text()
     assert "emulated-lab" in html and "Qualification report" in html
 
-    assert guest_state(topology) == before, "the run left state behind in the guests"
+    leaks = leaked(before, node_state(topology))
+    assert not leaks, "the run left state behind in the guests:\n" + "\n".join(leaks)

@@ -13,6 +13,8 @@ import secrets
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
+from fabqual.drivers.rundir import RunOwner
 from fabqual.errors import DriverError, LabError
 from fabqual.vsphere import vcsim
 from fabqual.vsphere.vcenter import Changes, VCenterDriver
@@ -338,3 +341,42 @@ def test_idle_expired_session_reconnects_mid_configuration() -> None:
             assert snapshot(short) == before
         finally:
             driver.close()
+
+
+def test_a_switch_left_by_a_killed_run_is_taken_over_and_removed() -> None:
+    """A switch carries its run's mark (the owner in its description). A live run's switch is refused
+    to another run; a killed run's is taken over by the next run and destroyed at its teardown."""
+    out = subprocess.run(
+        [sys.executable, "-c", "from fabqual.drivers.rundir import RunOwner; print(RunOwner.this_process().to_json())"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    dead = RunOwner.from_json(out)
+    me = RunOwner.this_process()
+    live = RunOwner("another-live-run", me.host, me.pid, me.pid_start, me.started, me.command)
+    assert dead is not None and dead.alive() is False and live.alive() is True
+    with vcsim.running_vcsim() as fresh:
+        before = snapshot(fresh)
+        holder = driver_for(fresh, owner=live)
+        holder.connect()
+        holder.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+        other = driver_for(fresh, owner=me)
+        other.connect()
+        with pytest.raises(DriverError, match=r"belongs to run another-live-run .* still running"):
+            other.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+        other.close()
+        holder.teardown()
+        holder.close()
+        assert snapshot(fresh) == before
+
+        killed = driver_for(fresh, owner=dead)
+        killed.connect()
+        killed.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+        killed.close()  # no teardown: the process was killed
+        assert SWITCH in snapshot(fresh)["switches"]
+        after = driver_for(fresh, owner=me)
+        after.connect()
+        changes = after.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+        assert any("killed: taken over" in c.action for c in changes.changed), changes.summary()
+        after.teardown()
+        after.close()
+        assert snapshot(fresh)["switches"] == before["switches"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fabqual.drivers.journal import Journal, exists, modprobe, write
 from fabqual.errors import DriverError
-from fabqual.executors.base import Executor
+from fabqual.executors.base import Executor, log_step
 
 CTL = "/sys/class/fcloop/ctl"
 REMOTE_ROLES = "0x60"  # FC4 roles: NVMe target (0x40) | FCP target (0x20)
@@ -57,6 +57,8 @@ class FcloopFabric:
         modprobe(self.executor, "nvme-fc", "nvmet-fc", "nvme-fcloop")
         if not exists(self.executor, CTL):
             raise DriverError(f"{self.executor.node}: {CTL} is missing although nvme-fcloop loaded")
+        for left in fcloop_leftovers(self.executor, self.host, self.target):
+            log_step(self.executor.node, f"removed stale fcloop {left} (fabqual's WWN) left by an earlier run")
         self._add("add_local_port", "del_local_port", self.host.fcloop_args, f"fcloop local port {self.host.wwpn}")
         self._add(
             "add_target_port", "del_target_port", self.target.fcloop_args, f"fcloop target port {self.target.wwpn}"
@@ -81,13 +83,20 @@ class FcloopFabric:
     def _add(self, add: str, delete: str, args: str, what: str) -> object:
         write(self.executor, f"{CTL}/{add}", args)
         undo_args = args.split(",lpwwnn=")[0]  # deletion takes only the port's own names
-        return self.journal.record(self.executor.node, what, lambda: write(self.executor, f"{CTL}/{delete}", undo_args))
+        return self.journal.record(
+            self.executor.node,
+            what,
+            lambda: write(self.executor, f"{CTL}/{delete}", undo_args),
+            replay=f"echo {undo_args} > {CTL}/{delete}",
+            executor=self.executor,
+        )
 
 
 def fcloop_leftovers(executor: Executor, host: FcAddress = HOST_PORT, target: FcAddress = TARGET_PORT) -> list[str]:
     """fcloop ports of these WWNs that still exist, found by deleting them (fcloop has no listing).
 
     A deletion that succeeds means the port was left behind; it is gone afterwards.
+    The WWNs are fabqual's own (its mark): no other user's port is touched.
     """
     if not exists(executor, CTL):
         return []

@@ -137,9 +137,7 @@ class SoftFcoe:
         self._destroy(ctlr, netdev)
 
     def _destroy(self, ctlr: str, netdev: str) -> None:
-        q = shlex.quote
-        enabled = q(f"{BUS}/devices/{ctlr}/enabled")
-        self.executor.run(f"echo 0 > {enabled} 2>/dev/null; echo {q(netdev)} > {BUS}/ctlr_destroy")
+        self.executor.run(_destroy_command(ctlr, netdev))
 
     def create(self, netdev: str, *, mode: str = "vn2vn") -> FcoeController:
         """A disabled controller on ``netdev`` in ``mode``, with its fc_host read back."""
@@ -153,7 +151,11 @@ class SoftFcoe:
         if ctlr is None:
             raise DriverError(f"{self.executor.node}: no FCoE controller appeared on {netdev} after ctlr_create")
         self.journal.record(
-            self.executor.node, f"FCoE controller {ctlr} on {netdev}", lambda: self._destroy(ctlr, netdev)
+            self.executor.node,
+            f"FCoE controller {ctlr} on {netdev}",
+            lambda: self._destroy(ctlr, netdev),
+            replay=_destroy_command(ctlr, netdev),
+            executor=self.executor,
         )
         write(self.executor, f"{BUS}/devices/{ctlr}/mode", mode)
         host = self._host_of(ctlr)
@@ -213,3 +215,10 @@ def fcoe_state(executor: Executor) -> list[str]:
 
 def controller_mode(executor: Executor, ctlr: str) -> str:
     return read(executor, f"{BUS}/devices/{ctlr}/mode")
+
+
+def _destroy_command(ctlr: str, netdev: str) -> str:
+    return (
+        f"echo 0 > {BUS}/devices/{shlex.quote(ctlr)}/enabled 2>/dev/null;"
+        f" echo {shlex.quote(netdev)} > {BUS}/ctlr_destroy"
+    )

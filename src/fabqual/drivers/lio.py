@@ -71,13 +71,13 @@ class Lio:
     # --- primitives ------------------------------------------------------------------
     def _mkdir(self, path: str, what: str) -> None:
         log_step(self.executor.node, f"create {what}")
-        sh(self.executor, f"mkdir {shlex.quote(path)}")
-        self.journal.record_command(self.executor, what, f"rmdir {shlex.quote(path)}")
+        with self.journal.ahead(self.executor, what, f"rmdir {shlex.quote(path)}"):
+            sh(self.executor, f"mkdir {shlex.quote(path)}")
 
     def _link(self, source: str, link: str, what: str) -> None:
         log_step(self.executor.node, f"link {what}")
-        sh(self.executor, f"ln -s {shlex.quote(source)} {shlex.quote(link)}")
-        self.journal.record_command(self.executor, what, f"rm {shlex.quote(link)}")
+        with self.journal.ahead(self.executor, what, f"rm {shlex.quote(link)}"):
+            sh(self.executor, f"ln -s {shlex.quote(source)} {shlex.quote(link)}")
 
     def prepare(self) -> None:
         modprobe(self.executor, "target_core_mod")

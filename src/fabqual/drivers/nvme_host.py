@@ -298,7 +298,11 @@ class NvmeHost:
         modprobe(self.executor, self.HOST_MODULES[spec.trtype])
         # Journal the disconnect first: a connect that times out may still leave a controller.
         self.journal.record(
-            self.executor.node, f"nvme controllers of {spec.subsystem_nqn}", lambda: self.disconnect(spec.subsystem_nqn)
+            self.executor.node,
+            f"nvme controllers of {spec.subsystem_nqn}",
+            lambda: self.disconnect(spec.subsystem_nqn),
+            replay=shlex.join(["nvme", "disconnect", "-n", spec.subsystem_nqn]),
+            executor=self.executor,
         )
         return self._connect(spec)
 

@@ -87,8 +87,8 @@ class NvmetTarget:
     def create_subsystem(self, nqn: str, *, allow_any_host: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
         sub = f"{ROOT}/subsystems/{nqn}"
         log_step(self.executor.node, f"create nvmet subsystem {nqn}")
-        sh(self.executor, f"mkdir {shlex.quote(sub)}")
-        self.journal.record_command(self.executor, f"nvmet subsystem {nqn}", f"rmdir {shlex.quote(sub)}")
+        with self.journal.ahead(self.executor, f"nvmet subsystem {nqn}", f"rmdir {shlex.quote(sub)}"):
+            sh(self.executor, f"mkdir {shlex.quote(sub)}")
         write(self.executor, f"{sub}/attr_allow_any_host", "1" if allow_any_host else "0")
         for hostnqn in allowed_hosts:
             host = f"{ROOT}/hosts/{hostnqn}"
@@ -109,8 +109,8 @@ class NvmetTarget:
             )
         ns = f"{ROOT}/subsystems/{nqn}/namespaces/{nsid}"
         log_step(self.executor.node, f"export {device_path} as namespace {nsid} of {nqn}")
-        sh(self.executor, f"mkdir {shlex.quote(ns)}")
-        self.journal.record_command(self.executor, f"namespace {nsid} of {nqn}", f"rmdir {shlex.quote(ns)}")
+        with self.journal.ahead(self.executor, f"namespace {nsid} of {nqn}", f"rmdir {shlex.quote(ns)}"):
+            sh(self.executor, f"mkdir {shlex.quote(ns)}")
         write(self.executor, f"{ns}/device_path", device_path)
         write(self.executor, f"{ns}/enable", "1")
         self.journal.record_command(
@@ -124,8 +124,10 @@ class NvmetTarget:
         port_id = str(next(i for i in range(1, 65536) if i not in used))
         port = f"{ROOT}/ports/{port_id}"
         log_step(self.executor.node, f"create nvmet port {port_id} {address.trtype} {address.traddr} {address.trsvcid}")
-        sh(self.executor, f"mkdir {shlex.quote(port)}")
-        self.journal.record_command(self.executor, f"nvmet port {port_id}", f"rmdir {shlex.quote(port)}")
+        # Journaled before the mkdir: a port has only a number, so a run killed between the two
+        # would leave a port nobody could tell from another user's.
+        with self.journal.ahead(self.executor, f"nvmet port {port_id}", f"rmdir {shlex.quote(port)}"):
+            sh(self.executor, f"mkdir {shlex.quote(port)}")
         write(self.executor, f"{port}/addr_trtype", address.trtype)
         if address.adrfam:
             write(self.executor, f"{port}/addr_adrfam", address.adrfam)

@@ -180,14 +180,15 @@ class SoftRoce:
                 log_step(self.executor.node, f"use existing RDMA device {device} on {netdev}")
                 return device
         log_step(self.executor.node, f"create rxe device {name} on {netdev}")
-        result = self.executor.run(
-            f"rdma link add {shlex.quote(name)} type rxe netdev {shlex.quote(netdev)}", timeout=60, check=False
-        )
-        if not result.ok:
-            raise DriverError(
-                f"{self.executor.node}: `rdma link add {name} type rxe netdev {netdev}` failed: {result.stderr.strip()}"
+        with self.journal.ahead(self.executor, f"rxe device {name}", f"rdma link delete {shlex.quote(name)}"):
+            result = self.executor.run(
+                f"rdma link add {shlex.quote(name)} type rxe netdev {shlex.quote(netdev)}", timeout=60, check=False
             )
-        self.journal.record_command(self.executor, f"rxe device {name}", f"rdma link delete {shlex.quote(name)}")
+            if not result.ok:
+                raise DriverError(
+                    f"{self.executor.node}: `rdma link add {name} type rxe netdev {netdev}` failed:"
+                    f" {result.stderr.strip()}"
+                )
         return name
 
 

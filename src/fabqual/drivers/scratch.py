@@ -238,8 +238,8 @@ def _create_null_blk(executor: Executor, journal: Journal, path: str, size_mb: i
     executor.run("mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config", timeout=30)
     item = f"{NULLB}/{name}"
     log_step(executor.node, f"create null_blk {path} ({size_mb} MB, memory backed)")
-    executor.run(f"mkdir {shlex.quote(item)}", timeout=30)
-    journal.record_command(executor, f"null_blk {name}", f"rmdir {shlex.quote(item)}")
+    with journal.ahead(executor, f"null_blk {name}", f"rmdir {shlex.quote(item)}"):
+        executor.run(f"mkdir {shlex.quote(item)}", timeout=30)
     for attribute, value in (("size", str(size_mb)), ("memory_backed", "1"), ("blocksize", "4096")):
         write(executor, f"{item}/{attribute}", value)
     write(executor, f"{item}/power", "1")
@@ -248,7 +248,7 @@ def _create_null_blk(executor: Executor, journal: Journal, path: str, size_mb: i
 
 def _create_loop(executor: Executor, journal: Journal, device: ScratchDevice) -> None:
     assert device.path is not None  # the topology requires a path with create: (load.py)
-    image = f"/var/tmp/fabqual-{device.name}.img"
+    image = f"{journal.run_dirs.path(executor)}/{device.name}.img"  # the run's private directory
     log_step(executor.node, f"create loop device {device.path} over {image} ({device.size_mb} MB)")
     executor.run(f"truncate -s {device.size_mb}M {shlex.quote(image)}", timeout=60)
     journal.record_command(executor, f"image {image}", f"rm -f {shlex.quote(image)}")

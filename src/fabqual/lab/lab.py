@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fabqual.drivers.rundir import RunOwner
 from fabqual.errors import FabqualError, LabError
 from fabqual.executors.base import log_step
 from fabqual.lab import vm
@@ -110,6 +111,40 @@ class EmulatedLab:
     def is_running(self) -> bool:
         return self.status().state == "running"
 
+    def claim(self, session: RunOwner | None) -> None:
+        """Record the session that will stop the lab at its end (None: nobody, as after `fabqual lab up`)."""
+        with self._lock(wait=True):
+            state = self._read_state()
+            if not state.get("pids"):
+                return
+            if session is None:
+                state.pop("session", None)
+            else:
+                state["session"] = session.to_json()
+            self._write_state(state)
+
+    def orphaned(self) -> RunOwner | None:
+        """The session that booted the running lab and died before stopping it (killed), if so."""
+        owner = RunOwner.from_json(str(self._read_state().get("session", "")))
+        return owner if owner is not None and owner.alive() is False else None
+
+    def healthy(self) -> bool:
+        """Every guest answers a command over SSH (with its host key checked)."""
+        from fabqual.executors.ssh import SshExecutor
+        from fabqual.topology import load_topology
+
+        try:
+            topology = load_topology(self.topology_path)
+            for name, _address in GUESTS:
+                executor = SshExecutor.for_node(topology.node(name))
+                try:
+                    executor.run("true", timeout=30)
+                finally:
+                    executor.close()
+        except FabqualError:
+            return False
+        return True
+
     def status(self) -> LabStatus:
         state = self._read_state()
         pids: dict[str, int] = state.get("pids", {})
@@ -169,10 +204,12 @@ class EmulatedLab:
         image = ensure_image(self._progress)
         accel = vm.choose_accel(image, cache_root())
         start = time.monotonic()
-        state["sysctl"] = _raise_sysctls()
+        # The old values are in the state file before the first change: a kill in between still restores them.
+        state["sysctl"] = _sysctls_below()
         state["accel"] = accel
         state["image"] = image.key
         self._write_state(state)
+        _raise_sysctls(state["sysctl"])
         specs = self._specs(ports)
         pids: dict[str, int] = {}
         for spec in specs:
@@ -331,20 +368,20 @@ def _sysctl_path(name: str) -> Path:
     return Path("/proc/sys") / name.replace(".", "/")
 
 
-def _raise_sysctls() -> dict[str, int]:
-    """Raise the default socket buffers to SOCKET_BUFFER; return the values to restore."""
-    changed: dict[str, int] = {}
-    for name in SYSCTLS:
-        path = _sysctl_path(name)
-        current = int(path.read_text())
-        if current < SOCKET_BUFFER:
-            try:
-                path.write_text(str(SOCKET_BUFFER))
-            except OSError as error:
-                raise LabError(f"cannot raise {name} to {SOCKET_BUFFER} ({error.strerror}); run as root") from None
-            log_step("localhost", f"sysctl {name}={SOCKET_BUFFER} (was {current})")
-            changed[name] = current
-    return changed
+def _sysctls_below() -> dict[str, int]:
+    """The socket-buffer sysctls below SOCKET_BUFFER, with their values (what to restore)."""
+    values = {name: int(_sysctl_path(name).read_text()) for name in SYSCTLS}
+    return {name: value for name, value in values.items() if value < SOCKET_BUFFER}
+
+
+def _raise_sysctls(below: dict[str, int]) -> None:
+    """Raise the default socket buffers in ``below`` to SOCKET_BUFFER."""
+    for name, current in below.items():
+        try:
+            _sysctl_path(name).write_text(str(SOCKET_BUFFER))
+        except OSError as error:
+            raise LabError(f"cannot raise {name} to {SOCKET_BUFFER} ({error.strerror}); run as root") from None
+        log_step("localhost", f"sysctl {name}={SOCKET_BUFFER} (was {current})")
 
 
 def _restore_sysctls(saved: dict[str, int]) -> None:

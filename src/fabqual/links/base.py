@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fabqual.drivers.rundir import RunDirs
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
 from fabqual.topology.model import Link, Topology
@@ -47,6 +48,7 @@ class LinkContext:
     link: Link
     executor: Callable[[str], Executor]
     options: dict[str, Any] = field(default_factory=dict)
+    run_dirs: RunDirs | None = None  # the session's run directories (None: this process's own)
 
 
 @dataclass

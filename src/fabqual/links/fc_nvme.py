@@ -31,7 +31,7 @@ class FcNvmeLink:
     def __init__(self, context: LinkContext) -> None:
         self.context = context
         self.link = context.link
-        self.journal = Journal()
+        self.journal = Journal(context.run_dirs)
         if not isinstance(self.link.params, FcNvmeParams):
             raise DriverError(f"link {self.link.name}: fc_nvme link without fc_nvme params")
         self.params: FcNvmeParams = self.link.params

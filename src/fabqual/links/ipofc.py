@@ -40,6 +40,7 @@ from fabqual.drivers.fc_host import TARGET_MODE_FIX, FcHostPort, resolve_port, t
 from fabqual.drivers.fcoe import FcoeController, SoftFcoe, remote_ports, wait_fcp_target
 from fabqual.drivers.journal import Journal, write
 from fabqual.drivers.lio import Backstore, Lio, loop_wwn
+from fabqual.drivers.rundir import RUN_ENV, stop_pidfile_command
 from fabqual.drivers.scsi_generic import SgDevice, rescan, wait_sg_device
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
@@ -53,7 +54,6 @@ Backing = Callable[[Lio], Backstore]
 
 LUN = 0
 SG_TIMEOUT = 30.0
-REMOTE_DIR = "/var/tmp/fabqual-ipofc"
 TUN_NAMES = {"target": "fqipfc0", "initiator": "fqipfc1"}
 NETNS = {"target": "fq-ipfc-t", "initiator": "fq-ipfc-i"}
 
@@ -126,6 +126,8 @@ def export_over_fc(
         initiator.node,
         f"SCSI devices of LUN {LUN} of {target_port.wwpn} on {host}",
         lambda: forget_lun(initiator, host, target_port.wwpn, LUN),
+        replay=forget_lun_command(host, target_port.wwpn, LUN),
+        executor=initiator,
     )
     write(initiator, f"/sys/class/fc_host/{host}/issue_lip", "1")  # log in again: the new target is seen
     wait_fcp_target(
@@ -151,6 +153,18 @@ def forget_lun(executor: Executor, host: str, target_wwpn: str, lun: int) -> Non
                 ' do [ -e "$d" ] && echo 1 > "$d"; done; true',
                 timeout=60,
             )
+
+
+def forget_lun_command(host: str, target_wwpn: str, lun: int) -> str:
+    """:func:`forget_lun` as one shell command, for a later process replaying the journal."""
+    number = host.removeprefix("host")
+    return (
+        f"for r in /sys/class/fc_remote_ports/rport-{number}:*; do"
+        f' [ "$(cat $r/port_name 2>/dev/null)" = {shlex.quote(target_wwpn.lower())} ] || continue;'
+        f' t=$(cat $r/scsi_target_id); [ "$t" -ge 0 ] || continue;'
+        f' for d in /sys/class/scsi_device/{number}:*:$t:{lun}/device/delete; do [ -e "$d" ] && echo 1 > "$d"; done;'
+        " done; true"
+    )
 
 
 def export_over_loop(node: Executor, journal: Journal, backing: Backing, *, vendor: str, model: str) -> ExportedLun:
@@ -200,21 +214,36 @@ def upload_runtime(executor: Executor, journal: Journal, remote_dir: str) -> Non
 
 
 class Process:
-    """A background process on a node, logged to a file that is shown when it fails."""
+    """A background process on a node, logged to a file that is shown when it fails.
+
+    It runs with the run's mark in its environment (``FABQUAL_RUN=<run id>``) and its
+    pid in a pidfile of the run directory, so a later run can stop it after this
+    process was killed, and never stops a process that reused the pid.
+    """
 
     def __init__(self, executor: Executor, journal: Journal, name: str, command: str, log_file: str) -> None:
         self.executor = executor
         self.name = name
         self.log_file = log_file
+        run = journal.run_dirs
+        pidfile = run.pidfile(executor, re.sub(r"[^A-Za-z0-9_.-]", "_", f"{Path(log_file).parent.name}-{name}"))
         # Recorded first so it is undone last: the log outlives the process for the error message.
         journal.record_command(executor, f"{name} log", f"rm -f {shlex.quote(log_file)}")
         log_step(executor.node, f"start {name}: {command}")
+        mark = shlex.quote(f"{RUN_ENV}={run.owner.run_id}")
         out = executor.run(
-            f"nohup setsid sh -c {shlex.quote(command)} > {shlex.quote(log_file)} 2>&1 < /dev/null & echo $!",
+            f"nohup setsid env {mark} sh -c {shlex.quote(command)} > {shlex.quote(log_file)} 2>&1 < /dev/null &"
+            f" echo $! > {shlex.quote(pidfile)}; echo $!",
             timeout=30,
         )
         self.pid = int(out.stdout.split()[-1])
-        journal.record(executor.node, f"{name} (pid {self.pid})", self.stop)
+        journal.record(
+            executor.node,
+            f"{name} (pid {self.pid})",
+            self.stop,
+            replay=stop_pidfile_command(pidfile, run.owner.run_id),
+            executor=executor,
+        )
 
     def alive(self) -> bool:
         return self.executor.run(f"kill -0 {self.pid}", timeout=30, check=False).ok
@@ -323,8 +352,9 @@ def raise_min_tso_segs(executor: Executor, journal: Journal) -> None:
     if int(found) >= MIN_TSO_SEGS:
         return
     log_step(executor.node, f"tcp_min_tso_segs {found} -> {MIN_TSO_SEGS} for the tunnel's TCP")
-    write(executor, MIN_TSO_SEGS_PATH, str(MIN_TSO_SEGS))
+    # The old value goes into the node's journal before the change: a run killed right after it is undone too.
     journal.record_command(executor, f"tcp_min_tso_segs {found}", f"echo {found} > {MIN_TSO_SEGS_PATH}")
+    write(executor, MIN_TSO_SEGS_PATH, str(MIN_TSO_SEGS))
 
 
 class TunDevice:
@@ -349,13 +379,16 @@ class IpofcLink:
     def __init__(self, context: LinkContext) -> None:
         self.context = context
         self.link = context.link
-        self.journal = Journal()
+        self.journal = Journal(context.run_dirs)
         if not isinstance(self.link.params, IpofcParams):
             raise DriverError(f"link {self.link.name}: ipofc link without ipofc params")
         self.params: IpofcParams = self.link.params
         self.inquiry = StandardInquiry()
         self.processes: list[Process] = []
-        self.remote_dir = f"{REMOTE_DIR}-{self.link.name}"  # per link: two links may share a node
+
+    def remote_dir(self, executor: Executor) -> str:
+        """Where the runtime lives on a node: in the run's private directory, per link (two may share a node)."""
+        return f"{self.journal.run_dirs.path(executor)}/ipofc-{self.link.name}"
 
     def _namespace(self, executor: Executor, role: str) -> NetnsExecutor:
         name = f"{NETNS[role]}-{self.link.name}"[:30]
@@ -366,12 +399,13 @@ class IpofcLink:
         return NetnsExecutor(executor, name)
 
     def _start(self, executor: Executor, role: str, command: str) -> Process:
+        remote_dir = self.remote_dir(executor)
         process = Process(
             executor,
             self.journal,
             f"IPoFC {role} daemon",
-            f"cd {self.remote_dir} && {command}",
-            f"{self.remote_dir}-{role}.log",
+            f"cd {shlex.quote(remote_dir)} && {command}",
+            f"{remote_dir}/{role}.log",
         )
         self.processes.append(process)
         return process
@@ -418,7 +452,7 @@ class IpofcLink:
                 " use fc (QLogic HBAs), fcoe (software FCoE between nodes) or tcm_loop (one node)"
             )
         for node in {target.node: target, initiator.node: initiator}.values():
-            upload_runtime(node, self.journal, self.remote_dir)
+            upload_runtime(node, self.journal, self.remote_dir(node))
         # TUNs exist (addressed) before the daemons start: they attach and never create their own.
         tuns = [
             TunDevice(target_run, self.journal, TUN_NAMES["target"], address_t, prefix_length),

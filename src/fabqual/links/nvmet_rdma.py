@@ -39,7 +39,7 @@ class NvmetRdmaLink:
     def __init__(self, context: LinkContext) -> None:
         self.context = context
         self.link = context.link
-        self.journal = Journal()
+        self.journal = Journal(context.run_dirs)
         if not isinstance(self.link.params, NvmetRdmaParams):
             raise DriverError(f"link {self.link.name}: nvmet_rdma link without nvmet_rdma params")
         self.params: NvmetRdmaParams = self.link.params

@@ -186,7 +186,7 @@ class PvrdmaLink:
         self.link = context.link
         self.plan = vsphere_plan(context.topology, self.link)
         self.vsphere = VSphereSide(self.plan)
-        self.journal = Journal()
+        self.journal = Journal(context.run_dirs)
 
     def _endpoint(self, role: str) -> RdmaEndpoint:
         end = self.link.end(role)

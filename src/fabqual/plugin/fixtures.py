@@ -27,8 +27,35 @@ def fabqual_run(request: pytest.FixtureRequest) -> Iterator[QualificationRun]:
         run.start_lab()
     except FabqualError as error:
         raise LabError(f"the emulated lab did not come up: {error}") from None
-    yield run
-    run.stop_lab()
+    try:
+        _sweep(request, run)
+        yield run
+    finally:
+        run.stop_lab()
+
+
+def _sweep(request: pytest.FixtureRequest, run: QualificationRun) -> None:
+    """Before anything changes: undo what killed earlier runs left on the nodes this session will use."""
+    nodes = sorted(
+        {
+            end.node
+            for item in request.session.items
+            if isinstance(link := getattr(getattr(item, "callspec", None), "params", {}).get("link"), Link)
+            for end in link.endpoints.values()
+        }
+    )
+    if not nodes:
+        return
+    results = run.sweep(nodes)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for result in results:
+                reporter.write_line(f"fabqual sweep: {result.line()} ({result.seconds:.1f} s)")
+    rows = [{"node": r.node, "swept": r.line().split(": ", 1)[1], "seconds": f"{r.seconds:.1f}"} for r in results]
+    contribute_inventory(request.config, "Sweep of earlier killed runs", rows)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +96,7 @@ def link_session(
     if problems:
         lines = "\n  ".join(p.line() for p in problems)
         raise LabError(f"link {link.name} cannot be brought up; the doctor found:\n  {lines}")
-    driver = driver_for(LinkContext(fabqual_run.topology, link, fabqual_run.executor))
+    driver = driver_for(LinkContext(fabqual_run.topology, link, fabqual_run.executor, run_dirs=fabqual_run.run_dirs))
     try:
         session = driver.up()
     except BaseException:

@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from fabqual import redaction
 from fabqual.doctor import DoctorReport, run_doctor
-from fabqual.errors import CommandTimeoutError, NodeUnreachableError
+from fabqual.drivers import rundir
+from fabqual.drivers.rundir import RunDirs
+from fabqual.drivers.sweep import SweepResult, sweep_node
+from fabqual.errors import CommandTimeoutError, FabqualError, NodeUnreachableError
 from fabqual.executors.base import Executor
 from fabqual.topology import Topology, load_topology
 
@@ -44,6 +47,7 @@ class QualificationRun:
     _lab_was_running: bool = False
     lost: dict[str, str] = field(default_factory=dict)  # node -> when and how it stopped answering
     answered: set[str] = field(default_factory=set)  # nodes that answered a probe in this session
+    _run_dirs: RunDirs | None = None
 
     @property
     def uses_emulated_lab(self) -> bool:
@@ -80,15 +84,60 @@ class QualificationRun:
         if not self.uses_emulated_lab:
             return
         lab = self.lab()
-        self._lab_was_running = lab.is_running()
+        running = lab.is_running()
+        orphan = lab.orphaned() if running else None
+        if orphan is not None:
+            # Booted by a session that was killed before its teardown: fabqual's own, so this session
+            # takes it over (and stops it at its end) if it answers, or replaces it.
+            healthy = lab.healthy()
+            log.warning(
+                "the emulated lab left running by %s is %s",
+                orphan.describe(),
+                "reused" if healthy else "broken: replaced",
+            )
+            if not healthy:
+                lab.down()
+                running = False
+        self._lab_was_running = running and orphan is None
         lab.ensure_up()
+        if not self._lab_was_running:
+            lab.claim(self.run_dirs.owner)
         self._topology = None  # re-read: the running lab's ports
 
     def stop_lab(self) -> None:
+        self.finish()
         if not self.uses_emulated_lab or self.keep_lab or self._lab_was_running:
             return
         self.close()
         self.emulated_lab.down()
+
+    @property
+    def run_dirs(self) -> RunDirs:
+        """This run's private directory on each node (journal, pidfiles, uploads); journals default to it."""
+        if self._run_dirs is None:
+            self._run_dirs = RunDirs(self.executor)
+            rundir.activate(self._run_dirs)
+        return self._run_dirs
+
+    def sweep(self, nodes: list[str]) -> list[SweepResult]:
+        """Undo what killed earlier runs left on ``nodes`` (runs still alive are left alone)."""
+        own = self.run_dirs.owner.run_id
+        results = []
+        for node in nodes:
+            try:
+                result = sweep_node(self.executor(node), own_run=own)
+            except FabqualError as error:  # unreachable: the links needing it error on their own
+                result = SweepResult(node, error=str(error).splitlines()[0])
+            log.warning("sweep: %s", result.line())
+            results.append(result)
+        return results
+
+    def finish(self) -> None:
+        """Remove this run's directories on the nodes (those a failed teardown needs are kept for the sweep)."""
+        if self._run_dirs is not None:
+            self._run_dirs.finish()
+            rundir.activate(None)
+            self._run_dirs = None
 
     def executor(self, node_name: str) -> Executor:
         if node_name not in self._executors:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fabqual.drivers.rundir import private_dir
 from fabqual.errors import LabError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
 from fabqual.executors.names import node_pid
@@ -187,7 +188,7 @@ def run_iperf3(
     """Serve once on ``server``, measure from ``client`` to ``address``; the server is
     always stopped afterwards, also when the client fails."""
     port = port if port is not None else next(_ports)
-    log_file = f"/tmp/fabqual-iperf3-{port}.log"
+    log_file = f"{private_dir(server)}/iperf3-{port}.log"  # the run's own directory on the node
     limit = seconds + 60  # the server exits by itself after one test (-1) or at this limit
     log_step(server.node, f"start iperf3 server on port {port}")
     started = server.run(

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fabqual.drivers.rundir import private_dir
 from fabqual.errors import CommandError, LabError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
 from fabqual.executors.names import node_pid
@@ -447,7 +448,7 @@ def run_perftest(
             device=client_device or device,
             gid_index=gid_index if client_gid_index is None else client_gid_index,
             port=this_port,
-            json_file=f"{_files(this_port)}.json" if out_json else None,
+            json_file=f"{_files(client, this_port)}.json" if out_json else None,
             server_address=server_address,
             **common,
         )
@@ -462,9 +463,9 @@ def run_perftest(
     return attempt()
 
 
-def _files(port: int) -> str:
-    """Where one run keeps its server log and JSON report on the nodes (plus a suffix)."""
-    return f"/tmp/fabqual-perftest-{port}"
+def _files(executor: Executor, port: int) -> str:
+    """Where one run keeps its server log or JSON report on a node (plus a suffix): the run's own directory."""
+    return f"{private_dir(executor)}/perftest-{port}"
 
 
 def _server_and_client(
@@ -478,7 +479,8 @@ def _server_and_client(
 ) -> PerftestResult:
     """One run: the server in the background, the client against it, its report parsed; the server stopped."""
     test = server_cmd[0]
-    base = _files(port)
+    base = _files(server, port)
+    json_base = _files(client, port)
     log_step(server.node, f"start {test} server on port {port}")
     started = server.run(
         f"nohup timeout {int(timeout_s) + 30} {command_text(server_cmd)} > {base}.server.log 2>&1 < /dev/null"
@@ -501,13 +503,13 @@ def _server_and_client(
                 raise ParseError(TOOL, f"{test} client exited {result.exit_status}: {error}", both) from None
             raise CommandError(result)
         if out_json:
-            text = client.run(f"cat {base}.json", timeout=30, check=False).stdout
+            text = client.run(f"cat {json_base}.json", timeout=30, check=False).stdout
             return parse_perftest_json(text, bw_unit="Gb/sec")
         return parse_perftest(output)
     finally:
         server.run(f"kill {pid} 2>/dev/null; rm -f {base}.server.log", timeout=30, check=False)
         if out_json:
-            client.run(f"rm -f {base}.json", timeout=30, check=False)
+            client.run(f"rm -f {json_base}.json", timeout=30, check=False)
 
 
 def _wait_listening(server: Executor, pid: int, port: int, log_file: str, within: float = 20.0) -> None:

@@ -16,11 +16,14 @@ PVRDMA_OPTION = "Net.PVRDMAVmknic"
 PVRDMA_RULESET = "pvrdma"
 
 
-def dvs_create_spec(name: str, version: str, mtu: int) -> vim.DistributedVirtualSwitch.CreateSpec:
-    """CreateDVS_Task: a VMware DVS of ``version`` with one uplink and ``mtu``."""
+def dvs_create_spec(
+    name: str, version: str, mtu: int, description: str = ""
+) -> vim.DistributedVirtualSwitch.CreateSpec:
+    """CreateDVS_Task: a VMware DVS of ``version`` with one uplink and ``mtu`` (``description``: fabqual's mark)."""
     config = vim.dvs.VmwareDistributedVirtualSwitch.ConfigSpec(
         name=name,
         maxMtu=mtu,
+        description=description or None,
         uplinkPortPolicy=vim.DistributedVirtualSwitch.NameArrayUplinkPortPolicy(uplinkPortName=[UPLINK_NAME]),
     )
     return vim.DistributedVirtualSwitch.CreateSpec(configSpec=config, productInfo=vim.dvs.ProductSpec(version=version))

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
+from fabqual.drivers import rundir
+from fabqual.drivers.rundir import RunOwner
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import log_step
 from fabqual.vsphere import specs
@@ -94,6 +96,10 @@ def _moid(obj: Any) -> str:
     return str(getattr(obj, "_moId", obj))
 
 
+# fabqual's mark on a vSphere object it creates (the description of a switch): the run's owner as JSON.
+MARK = "fabqual-run: "
+
+
 class VCenterDriver:
     """One vCenter (or vcsim) session and the PVRDMA configuration it owns."""
 
@@ -112,7 +118,9 @@ class VCenterDriver:
         task_timeout: float = 300.0,
         http_timeout: float = 60.0,
         tolerate_unimplemented: bool = False,
+        owner: RunOwner | None = None,
     ) -> None:
+        self.owner = owner or rundir.current().owner  # written on what this run creates: its mark
         self.address = address
         self.port = port
         self.user = user
@@ -376,12 +384,14 @@ class VCenterDriver:
         found = [d for d in self._view(dc.networkFolder, vim.DistributedVirtualSwitch) if d.name == switch]
         if found:
             dvs = found[0]
+            self._adopt_if_left(dvs, target)
         else:
             version = self._newest_dvs_version()
+            mark = MARK + self.owner.to_json()
             dvs = self._wait(
                 target,
                 "CreateDVS_Task",
-                lambda: dc.networkFolder.CreateDVS_Task(specs.dvs_create_spec(switch, version, mtu)),
+                lambda: dc.networkFolder.CreateDVS_Task(specs.dvs_create_spec(switch, version, mtu, mark)),
             )
             self._record(
                 target, f"created (vDS {version}, MTU {mtu})", "destroy", lambda: self._destroy_switch(dvs, target)
@@ -413,6 +423,26 @@ class VCenterDriver:
                     ),
                 )
         return dvs
+
+    def _adopt_if_left(self, dvs: Any, target: str) -> None:
+        """A switch carrying another run's mark: a dead run's is taken over (destroyed at teardown),
+        a live run's is refused; a switch without the mark is someone else's and is never removed."""
+        description = self._call(target, "read description", lambda: dvs.config.description) or ""
+        left_by = RunOwner.from_json(description[len(MARK) :]) if description.startswith(MARK) else None
+        if left_by is None or left_by.run_id == self.owner.run_id:
+            return
+        alive = left_by.alive()
+        if alive:
+            raise DriverError(f"{self.name}: {target} belongs to {left_by.describe()}, which is still running")
+        if alive is None:
+            log_step(self.name, f"{target}: made by {left_by.describe()} from another controller; left to it")
+            return
+        self._record(
+            target,
+            f"left by {left_by.describe()}, killed: taken over",
+            "destroy",
+            lambda: self._destroy_switch(dvs, target),
+        )
 
     def _destroy_switch(self, dvs: Any, target: str) -> None:
         # Port groups other than the uplink one go first: a real vCenter removes them with the

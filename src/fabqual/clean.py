@@ -1,0 +1,47 @@
+"""``fabqual clean``: by hand, the sweep every session does at its start.
+
+Finds on every node of the topology the run directories that killed runs left
+(:mod:`fabqual.drivers.sweep`), replays their undo journals and removes them;
+runs still alive are left alone. It holds the rack's lock while it works, so it
+never sweeps under a nightly run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fabqual.drivers.sweep import sweep_node
+from fabqual.errors import FabqualError
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from fabqual.cli import topology_path
+    from fabqual.executors import executor_for_node
+    from fabqual.report.lock import rack_lock
+    from fabqual.topology import load_topology
+
+    topology = load_topology(topology_path(args.topology))
+    failed = False
+    with rack_lock(topology.name, wait=args.wait):
+        for node in topology.nodes:
+            executor = executor_for_node(node)
+            try:
+                result = sweep_node(executor, dry_run=args.dry_run, force=args.force)
+                print(result.line(dry_run=args.dry_run))
+            except FabqualError as error:
+                failed = True
+                print(f"{node.name}: cannot sweep: {str(error).splitlines()[0]}")
+            finally:
+                executor.close()
+    return 1 if failed else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("clean", help="undo what killed runs left on the nodes of a topology")
+    parser.add_argument("--topology", help="topology file (default: the running emulated lab)")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be removed, change nothing")
+    parser.add_argument(
+        "--force", action="store_true", help="also sweep runs started from another controller host (cannot be probed)"
+    )
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the rack's lock")
+    parser.set_defaults(func=_clean)
