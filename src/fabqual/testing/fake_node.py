@@ -18,6 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fabqual.drivers.rundir import RUNS
 from fabqual.errors import CommandError
 from fabqual.executors.base import Command, CommandResult, command_text
 
@@ -79,6 +80,8 @@ class FakeNode:
         if head == "sh" and len(argv) > 3 and argv[1] == "-c" and "@@ resolved" in argv[2]:
             path = argv[-1]
             return 0, self.probe_output.replace("/dev/nullb30", path).replace("nullb30", path.rsplit("/", 1)[-1])
+        if text.startswith(f"mkdir -p {RUNS} "):  # the run's private directory (fabqual.drivers.rundir)
+            return 0, f"{RUNS}/fake-run.000000\n"
         for probe, version in VERSIONS.items():
             if text.startswith(probe):
                 return 0, version
