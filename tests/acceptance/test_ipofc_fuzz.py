@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from fabqual.drivers.rundir import private_dir
 from fabqual.links.tunnel_handle import IpTunnel
 from fabqual.testing import live_fuzz, strategies
 from fabqual.tools.iperf3 import run_iperf3
@@ -79,7 +80,7 @@ def test_fuzzed_cdbs_and_frames_obey_spc_and_the_framing_rules(  # type: ignore[
     sender = live_fuzz.Sender(initiator, ip_tunnel.facts["sg_device"], transfer)
     tally = live_fuzz.Tally.empty()
     batches = {"count": 0}
-    pinger = f"/tmp/fabqual-fuzz-ping-{pid}"
+    pinger = f"{private_dir(initiator)}/fuzz-ping-{pid}"  # the run's private directory on the node
     address = shlex.quote(ip_tunnel.target.address)
     initiator.run(f"ping -i 0.5 -W 5 {address} > {pinger}.out 2>&1 < /dev/null & echo $! > {pinger}.pid", timeout=30)
 

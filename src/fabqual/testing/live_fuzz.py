@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabqual.drivers import sg_sender
+from fabqual.drivers.rundir import private_dir
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
 from fabqual.ipofc import dispatch, scsi
@@ -39,7 +40,6 @@ JUNK = b"JUNK" + bytes(12)  # never a tunnel frame: a WRITE that reaches the dec
 # Reservations change the LUN's state and test LIO, not fabqual; they are not sent.
 RESERVATION_OPCODES = frozenset({0x16, 0x17, 0x56, 0x57, 0x5E, 0x5F})
 WRITE_OPCODES = frozenset({0x0A, 0x2A, 0x8A, 0xAA})  # WRITE(6/10/16/12)
-REMOTE_SENDER = "/tmp/fabqual-fuzz-sg-sender.py"
 
 
 @dataclass(frozen=True)
@@ -158,11 +158,12 @@ class Sender:
         self.initiator = initiator
         self.device = device
         self.max_transfer = max_transfer
-        initiator.put(Path(sg_sender.__file__), REMOTE_SENDER)
+        self.remote = f"{private_dir(initiator)}/sg_sender.py"  # the run's private directory on the node
+        initiator.put(Path(sg_sender.__file__), self.remote)
 
     def send(self, requests: list[Request]) -> list[dict[str, object]]:
         result = self.initiator.run(
-            f"python3 {REMOTE_SENDER} {shlex.quote(self.device)} --length {self.max_transfer}",
+            f"python3 {shlex.quote(self.remote)} {shlex.quote(self.device)} --length {self.max_transfer}",
             stdin="".join(r.line for r in requests),
             timeout=120 + 2 * len(requests),
         )
@@ -172,7 +173,7 @@ class Sender:
         return answers
 
     def close(self) -> None:
-        self.initiator.run(f"rm -f {REMOTE_SENDER}", timeout=30, check=False)
+        self.initiator.run(f"rm -f {shlex.quote(self.remote)}", timeout=30, check=False)
 
 
 def sg3_disagreements(initiator: Executor, senses: set[bytes]) -> list[str]:
