@@ -24,6 +24,7 @@ from fabqual.drivers.fcoe import colon_wwn
 from fabqual.drivers.journal import Journal, exists, modprobe, sh, write
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
+from fabqual.executors.names import plain_name
 
 ROOT = "/sys/kernel/config/target"
 FABRIC_MODULES = {"fc": "tcm_fc", "qla2xxx": "tcm_qla2xxx", "loopback": "tcm_loop"}  # configfs dir → module
@@ -150,7 +151,7 @@ class Lio:
             for line in out.splitlines():
                 path, _, value = line.partition(":")
                 if value.startswith(prefix):
-                    return "/dev/" + path.split("/")[4]
+                    return "/dev/" + plain_name(self.executor.node, "uio device", path.split("/")[4])
             if time.monotonic() > deadline:
                 raise DriverError(f"{self.executor.node}: no /dev/uio* named {prefix}… after enabling {store.path}")
             time.sleep(0.2)

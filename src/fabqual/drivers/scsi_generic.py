@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from fabqual.errors import DriverError, ParseError
 from fabqual.executors.base import Executor, log_step
+from fabqual.executors.names import plain_name
 
 ATTRIBUTES = ("vendor", "model", "type", "rev")
 DUMP_COMMAND = (
@@ -77,7 +78,8 @@ def sg_devices(executor: Executor) -> list[SgDevice]:
 def rescan(executor: Executor, host: str) -> None:
     """Ask the SCSI host to scan for new targets and LUNs."""
     log_step(executor.node, f"rescan SCSI {host}")
-    executor.run(f"echo '- - -' > /sys/class/scsi_host/{shlex.quote(host)}/scan", timeout=60)
+    scan = shlex.quote(f"/sys/class/scsi_host/{plain_name(executor.node, 'SCSI host', host)}/scan")
+    executor.run(f"echo '- - -' > {scan}", timeout=60)
 
 
 def wait_sg_device(

@@ -44,6 +44,7 @@ from fabqual.drivers.rundir import RUN_ENV, stop_pidfile_command
 from fabqual.drivers.scsi_generic import SgDevice, rescan, wait_sg_device
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
+from fabqual.executors.names import plain_name
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.tunnel_handle import IpTunnel, NetnsExecutor, TunnelEnd
@@ -144,7 +145,7 @@ def export_over_fc(
 
 def forget_lun(executor: Executor, host: str, target_wwpn: str, lun: int) -> None:
     """Delete the SCSI device(s) of ``lun`` behind the remote port ``target_wwpn`` of ``host``."""
-    number = host.removeprefix("host")
+    number = plain_name(executor.node, "SCSI host", host).removeprefix("host")
     for port in remote_ports(executor, host):
         if port.wwpn == target_wwpn.lower() and port.scsi_target_id >= 0:
             log_step(executor.node, f"delete SCSI device {number}:*:{port.scsi_target_id}:{lun} ({target_wwpn})")
