@@ -23,7 +23,7 @@ from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
 
 BUS = "/sys/bus/fcoe"
-REMOTE_ATTRIBUTES = ("port_name", "plain_name", "port_state", "roles", "scsi_target_id")
+REMOTE_ATTRIBUTES = ("port_name", "node_name", "port_state", "roles", "scsi_target_id")
 REMOTE_DUMP = (
     "grep -H . " + " ".join(f"/sys/class/fc_remote_ports/*/{a}" for a in REMOTE_ATTRIBUTES) + " 2>/dev/null; true"
 )
@@ -95,7 +95,7 @@ def parse_remote_ports(dump: str) -> list[RemotePort]:
                 rport=name,
                 host=attrs["host"],
                 wwpn=attrs.get("port_name", ""),
-                wwnn=attrs.get("plain_name", ""),
+                wwnn=attrs.get("node_name", ""),
                 port_state=attrs.get("port_state", "unknown"),
                 roles=attrs.get("roles", ""),
                 scsi_target_id=target_id,
