@@ -207,13 +207,15 @@ class ReportCollector:
             return
         results = _build_results(self.config, state, exitstatus)
         state.results = results
-        state.results_path = write_results(results, _results_path(self.config, state.stamp))
+        path = _results_path(self.config, state.stamp)
+        stored = _database(results, path)  # first, so a note about the database reaches the JSON too
+        state.results_path = write_results(results, path)
         try:
             history, previous_id, baseline_id = _history(state.results_path, results)
         except Exception as error:  # a corrupt older file must not cost today's report
             history, previous_id, baseline_id = None, None, None
             results.setdefault("notes", []).append(f"history not compared: {error}")
-        state.html_sections = render_sections(results, history, previous_id, baseline_id) + _database(results, state)
+        state.html_sections = render_sections(results, history, previous_id, baseline_id) + stored
         _junit_properties(self.config, results)
         if state.html_report is not None:
             state.html_report.title = f"Qualification report: {results['run']['topology']} ({results['verdict']})"
@@ -383,15 +385,14 @@ def _history(path: Path, results: Results) -> tuple[list[MetricDelta] | None, st
     return rows, (previous["run"]["id"] if previous else "none"), (baseline["run"]["id"] if baseline else None)
 
 
-def _database(results: Results, state: _Session) -> str:
+def _database(results: Results, path: Path) -> str:
     """Store the run in the results database and render its judgment against history."""
     from fabqual.errors import FabqualError
     from fabqual.history.section import render_history_section
     from fabqual.results_db.record import record_run
 
-    assert state.results_path is not None
     try:
-        assessment, database = record_run(results, state.results_path)
+        assessment, database = record_run(results, path)
     except FabqualError as error:
         results.setdefault("notes", []).append(f"not stored in the results database: {error}")
         return f'<p class="fabqual-note">Not stored in the results database: {html.escape(str(error))}</p>'
