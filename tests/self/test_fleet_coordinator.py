@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from fabqual.fleet.coordinator import Coordinator, parse_places
-from fabqual.fleet.lease import HOLDER_TAG, LEASE_TAG
+from fabqual.fleet.coordinator import Coordinator, PlaceState, parse_places
+from fabqual.fleet.lease import HOLDER_TAG, LEASE_TAG, lease_expired
 from tests.self.local_topology import LOCAL_RACK
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "outputs" / "labgrid" / "places-v.txt"
@@ -56,6 +56,24 @@ def test_places_output_is_parsed_into_tags_holder_and_reservation() -> None:
     assert places["rack-a"].tags == {"link": "fc_nvme", "topology": "seeds"}
     assert places["rack-a"].acquired == "vm/root" and places["rack-a"].reservation == "1TJELWXBBY"
     assert places["rack-b"].acquired is None and places["rack-b"].reservation is None
+
+
+@pytest.mark.parametrize(
+    ("acquired", "tags", "expired"),
+    [
+        ("vm/fabqual-1", {LEASE_TAG: "1000"}, True),  # lease ended at t=1000, now is 2000
+        ("vm/fabqual-1", {LEASE_TAG: "1998"}, False),  # within the 5 s grace
+        ("vm/alice", {}, False),  # acquired by a person: never reaped
+        (None, {LEASE_TAG: "1000"}, False),  # stale tag on a free place: nothing to release
+        ("vm/fabqual-1", {LEASE_TAG: "soon"}, False),  # not a time: left alone
+    ],
+)
+def test_only_a_place_whose_fabqual_lease_ended_is_reaped(
+    acquired: str | None, tags: dict[str, str], expired: bool
+) -> None:
+    """The reaping rule: acquired, with a fabqual lease, ended more than the grace ago."""
+    place = PlaceState("rack-a", tags={"link": "fc_nvme", **tags}, acquired=acquired)
+    assert lease_expired(place, now=2000.0) is expired
 
 
 @dataclass(frozen=True)

@@ -213,12 +213,16 @@ class PlaceLease:
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=70)
-        if self.held is not None:
-            _free(self.coordinator, self.held.place, self._token, kick=False)
-            self.say(f"place {self.held.place} released")
-        elif self._token is not None:
-            self.coordinator.run("cancel-reservation", self._token, check=False)
-        self.held, self._token = None, None
+        try:
+            if self.held is not None:
+                _free(self.coordinator, self.held.place, self._token, kick=False)
+                self.say(f"place {self.held.place} released")
+            elif self._token is not None:
+                self.coordinator.run("cancel-reservation", self._token, check=False)
+        except FabqualError as error:  # the coordinator went away: the lease ends on its own
+            self.say(f"place not given back ({error}); its lease ends in at most {self.lease_s:.0f}s")
+        finally:
+            self.held, self._token = None, None
 
 
 def _tags(tags: dict[str, str]) -> str:
