@@ -117,10 +117,13 @@ def test_postgresql_holds_the_same_fleet_as_sqlite(tmp_path: Path) -> None:
 
 
 def test_fleet_of_an_empty_database_is_a_page_not_a_crash(tmp_path: Path) -> None:
-    """No runs yet: the page says 0 racks; a bad --nights is one argparse line."""
+    """No runs yet: the page says 0 racks; a bad --nights or an unwritable -o is one line."""
     out = tmp_path / "fleet.html"
     base = [sys.executable, "-m", "fabqual.cli", "fleet", "--results-db", str(tmp_path / "empty.db")]
     done = subprocess.run([*base, "-o", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "0 rack(s)" in done.stdout and out.exists()
     bad = subprocess.run([*base, "--nights", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "between 1 and 1000" in bad.stderr and "Traceback" not in bad.stderr
+    nowhere = subprocess.run([*base, "-o", "/proc/fabqual-nope/fleet.html"], capture_output=True, text=True)
+    assert nowhere.returncode == 2 and "fleet page /proc/fabqual-nope/fleet.html cannot be written" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr

@@ -146,6 +146,13 @@ def test_a_postgresql_server_that_is_not_there_is_one_line() -> None:
     assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_sqlite_file_where_no_directory_can_be_made_is_one_line() -> None:
+    """A path under /proc cannot hold a database: one line naming it, no traceback."""
+    with pytest.raises(FabqualError, match="cannot make its directory") as caught:
+        ResultsDB.open("/proc/fabqual-no-such/results.db")
+    assert "\n" not in str(caught.value)
+
+
 def test_results_import_command_stores_files_and_reports_unreadable_ones(tmp_path: Path) -> None:
     """`fabqual results import` stores each file once, skips known runs, and exits 2 naming a bad file."""
     files = []

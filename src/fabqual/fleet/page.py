@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
+from fabqual.errors import FabqualError
 from fabqual.fleet.trend import Point, trend_chart
 from fabqual.history.baseline import DEFAULT_POLICY, Policy, learn, regressed
 from fabqual.history.flaky import is_flaky
@@ -241,6 +242,9 @@ def write_fleet_page(
     known: KnownIssues = NO_KNOWN_ISSUES,
 ) -> Fleet:
     fleet = build_fleet(db, nights=nights, policy=policy, known=known)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, render_fleet(fleet))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out, render_fleet(fleet))
+    except OSError as error:
+        raise FabqualError(f"fleet page {out} cannot be written: {error.strerror or error}") from None
     return fleet

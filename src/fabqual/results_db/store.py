@@ -82,7 +82,12 @@ class ResultsDB:
         """Connect to ``target`` (URL or SQLite path) and bring its schema to the newest revision."""
         url = target if isinstance(target, URL) else database_url(target)
         if url.get_backend_name() == "sqlite" and url.database:
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise FabqualError(
+                    f"results database {url.database}: cannot make its directory ({error.strerror})"
+                ) from None
             engine = create_engine(url, connect_args={"timeout": 60})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
