@@ -33,6 +33,7 @@ version: 1
 issues:
   - id: LAB-9
     test: "*qd=1]"
+    intermittent: true
     tracker: https://tracker.example.com/LAB-9
 """
 
@@ -88,7 +89,7 @@ def test_halved_night_is_ringed_and_the_known_failure_is_marked(page: Path) -> N
     assert rack_a.count('class="regression"') == 6
     assert rack_a.count('class="band"') == 6 and "THRESHOLD FAILED" not in rack_a
     assert "Failures in the newest run" not in rack_a
-    assert "known issue LAB-9" in rack_b and 'href="https://tracker.example.com/LAB-9"' in rack_b
+    assert "known issue LAB-9 (intermittent)" in rack_b and 'href="https://tracker.example.com/LAB-9"' in rack_b
     assert 'class="known"' in rack_b and "THRESHOLD FAILED" in rack_b
 
 

@@ -101,7 +101,7 @@ def build_fleet(
                             nodeid,
                             outcome,
                             reason,
-                            issue.id if issue else "",
+                            issue.label if issue else "",
                             issue.tracker if issue else "",
                             bool(issue and issue.waiver and issue.waiver.active(today())),
                             is_flaky([outcome, *history.get(nodeid, [])]),

@@ -59,6 +59,11 @@ class KnownIssue:
     tracker: str = ""
     waiver: Waiver | None = None
 
+    @property
+    def label(self) -> str:
+        """The id as shown next to a failure: ``LAB-12 (intermittent)``."""
+        return f"{self.id} (intermittent)" if self.intermittent else self.id
+
     def matches(self, nodeid: str, reason: str) -> bool:
         if not fnmatch.fnmatchcase(nodeid, self.test):
             return False

@@ -54,7 +54,7 @@ def render_history_section(assessment: Assessment, database: str) -> str:
         parts.append('<table class="row-marks"><tr><th>test</th><th>outcome</th><th>marks</th></tr>')
         for row in marked:
             issue = row.known
-            cells = marks_html(issue.id if issue else "", issue.tracker if issue else "", row.waived, row.flaky)
+            cells = marks_html(issue.label if issue else "", issue.tracker if issue else "", row.waived, row.flaky)
             parts.append(f"<tr><td>{escape(row.nodeid)}</td><td>{escape(row.outcome)}</td><td>{cells}</td></tr>")
         parts.append("</table>")
     parts.append("</section>")
