@@ -87,11 +87,11 @@ class Fleet:
         """A `fabqual nightly --coordinator` process in its own session (so it can be killed whole)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FABQUAL_", "LG_"))}
         env.update(FQ_MARKS=str(self.work / "marks.txt"), FQ_NAME=name, FQ_SLEEP=str(sleep))
-        env["FABQUAL_RESULTS_DB"] = str(self.work / "results.db")
         command = [
             *(sys.executable, "-m", "fabqual.cli", "nightly", "--coordinator", self.address, "--tags", tags),
             *("--topologies", str(self.work / "topologies"), "--tests", str(self.work / "test_standin.py")),
             *("--reports", str(self.work / f"reports-{name}"), "--no-doctor", *args),
+            *("--results-db", f"sqlite:///{self.work / 'results.db'}"),
             *("--", "-p", "no:cacheprovider", "--no-health-gate", "-m", "fc_nvme", "-q"),
         ]
         runner = subprocess.Popen(
@@ -253,6 +253,8 @@ def test_a_place_without_topology_tag_is_one_line_and_is_released(fleet: Fleet) 
         (["--coordinator", "nohost"], "expected HOST:PORT"),
         (["--topology", "x.yaml"], "--topology and --coordinator exclude each other"),
         (["--lease", "1"], "a lease shorter than 10s"),
+        (["--results-db", "mysql://u@h/db"], "'mysql' is not supported"),
+        (["--known-issues", "/nonexistent.yaml"], "known-issues file /nonexistent.yaml does not exist"),
     ],
 )
 def test_bad_fleet_arguments_are_one_line(fleet: Fleet, args: list[str], message: str) -> None:

@@ -47,8 +47,8 @@ def test_a_worse_metric_is_flagged_against_history_in_the_report(workdir: Path) 
 
 
 def test_an_unusable_results_db_is_a_note_not_a_broken_report(workdir: Path) -> None:
-    """FABQUAL_RESULTS_DB naming an unsupported database: the run's JSON and report are still written."""
-    result = run_suite(workdir, FABQUAL_RESULTS_DB="mysql://nobody@127.0.0.1/x")
+    """--results-db naming an unsupported database: the run's JSON and report are still written."""
+    result = run_suite(workdir, "--results-db", "mysql://nobody@127.0.0.1/x")
     assert result.returncode == 1 and "INTERNALERROR" not in result.stdout + result.stderr
     notes = results_of(workdir).get("notes", [])
     assert any("not stored in the results database" in n and "'mysql' is not supported" in n for n in notes)

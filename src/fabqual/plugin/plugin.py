@@ -37,6 +37,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", default=None, help="thresholds profile (default: the topology's)")
     group.addoption("--keep-lab", action="store_true", default=False, help="leave the emulated lab running at the end")
     group.addoption("--no-health-gate", action="store_true", default=False, help="do not check kernel logs after tests")
+    group.addoption(
+        "--results-db",
+        default=None,
+        metavar="URL",
+        help="store the run in this results database (sqlite:///path or postgresql://...;"
+        " env FABQUAL_RESULTS_DB, else results.db beside the results JSON)",
+    )
+    group.addoption(
+        "--known-issues",
+        default=None,
+        metavar="FILE",
+        help="known-issues YAML marking known failures; its waivers leave failures out (env FABQUAL_KNOWN_ISSUES)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -80,6 +80,17 @@ def _nightly(args: argparse.Namespace) -> int:
     if extra[:1] == ["--"]:
         extra = extra[1:]
     run = {"reports": Path(args.reports), "tests": args.tests, "pytest_args": extra, "doctor": not args.no_doctor}
+    # The run's pytest session and the exit code read these two from the environment.
+    if args.results_db:
+        from fabqual.results_db.url import database_url
+
+        database_url(args.results_db)  # a wrong URL stops here, in one line, before the rack is taken
+        os.environ["FABQUAL_RESULTS_DB"] = args.results_db
+    if args.known_issues:
+        from fabqual.history.known_issues import load_known_issues
+
+        load_known_issues(args.known_issues)
+        os.environ["FABQUAL_KNOWN_ISSUES"] = args.known_issues
     if args.coordinator:
         from fabqual.fleet.coordinator import check_address, check_tags
         from fabqual.fleet.nightly import run_on_place
@@ -153,5 +164,11 @@ def register(subparsers: Any) -> None:
     nightly.add_argument("--reports", default="reports", help="directory for the report, JUnit and results")
     nightly.add_argument("--tests", default="tests/acceptance", help="what pytest runs (default tests/acceptance)")
     nightly.add_argument("--no-doctor", action="store_true", help="skip the doctor before the run")
+    nightly.add_argument(
+        "--results-db", metavar="URL", help="results database (default $FABQUAL_RESULTS_DB, else REPORTS/results.db)"
+    )
+    nightly.add_argument(
+        "--known-issues", metavar="FILE", help="known-issues YAML; waived failures leave the exit code"
+    )
     nightly.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then extra pytest arguments")
     nightly.set_defaults(func=_nightly)

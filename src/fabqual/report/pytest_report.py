@@ -208,7 +208,7 @@ class ReportCollector:
         results = _build_results(self.config, state, exitstatus)
         state.results = results
         path = _results_path(self.config, state.stamp)
-        stored = _database(results, path)  # first, so a note about the database reaches the JSON too
+        stored = _database(self.config, results, path)  # first, so a note about the database reaches the JSON too
         state.results_path = write_results(results, path)
         try:
             history, previous_id, baseline_id = _history(state.results_path, results)
@@ -385,14 +385,19 @@ def _history(path: Path, results: Results) -> tuple[list[MetricDelta] | None, st
     return rows, (previous["run"]["id"] if previous else "none"), (baseline["run"]["id"] if baseline else None)
 
 
-def _database(results: Results, path: Path) -> str:
+def _database(config: pytest.Config, results: Results, path: Path) -> str:
     """Store the run in the results database and render its judgment against history."""
     from fabqual.errors import FabqualError
     from fabqual.history.section import render_history_section
     from fabqual.results_db.record import record_run
 
     try:
-        assessment, database = record_run(results, path)
+        assessment, database = record_run(
+            results,
+            path,
+            database=config.getoption("--results-db", default=None),
+            known_issues=config.getoption("--known-issues", default=None),
+        )
     except FabqualError as error:
         results.setdefault("notes", []).append(f"not stored in the results database: {error}")
         return f'<p class="fabqual-note">Not stored in the results database: {html.escape(str(error))}</p>'

@@ -22,16 +22,22 @@ from fabqual.results_db.store import ResultsDB
 from fabqual.results_db.url import ENV, describe
 
 
-def database_for(results_path: Path) -> str:
-    return os.environ.get(ENV) or str(results_path.parent / "results.db")
+def database_for(results_path: Path, given: str | None = None) -> str:
+    return given or os.environ.get(ENV) or str(results_path.parent / "results.db")
 
 
-def record_run(results: Results, results_path: Path) -> tuple[Assessment, str]:
-    """Store the run and assess it; raises :class:`FabqualError` with one line when it cannot."""
-    known_file = os.environ.get(KNOWN_ISSUES_ENV)
+def record_run(
+    results: Results, results_path: Path, *, database: str | None = None, known_issues: str | None = None
+) -> tuple[Assessment, str]:
+    """Store the run and assess it; raises :class:`FabqualError` with one line when it cannot.
+
+    ``database`` and ``known_issues`` are the session's ``--results-db`` and
+    ``--known-issues``; without them the environment variables, then the default.
+    """
+    known_file = known_issues or os.environ.get(KNOWN_ISSUES_ENV)
     known = load_known_issues(known_file) if known_file else NO_KNOWN_ISSUES
     try:
-        with ResultsDB.open(database_for(results_path)) as db:
+        with ResultsDB.open(database_for(results_path, database)) as db:
             db.store(results, source=str(results_path.resolve()))
             store_known_issues(db, known)
             return assess_run(db, results, known=known), describe(db.url)
@@ -39,4 +45,4 @@ def record_run(results: Results, results_path: Path) -> tuple[Assessment, str]:
         raise
     except Exception as error:  # a driver error names the database problem; keep it to one line
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise FabqualError(f"results database {database_for(results_path)}: {first}") from None
+        raise FabqualError(f"results database {database_for(results_path, database)}: {first}") from None
