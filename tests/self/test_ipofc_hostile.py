@@ -46,8 +46,9 @@ BUDGET = 4 << 20
 # gathered data-out, the decoded packets: one transfer each, also for a frame then dropped) and the
 # allocator's slack: glibc keeps freed 64 KiB packets (below its mmap threshold) in the heap, so the
 # high-water mark sits above what is live. Measured on the lab with a 4 MiB budget, 1 MiB transfers
-# and 40 MiB sent: 9.4 and 10.5 MiB over rest; without the byte budget all 40 MiB could be held.
-TRANSIENT_TRANSFERS = 8
+# and 40 MiB sent: 9.4 and 10.5 MiB over rest; a CI run on a loaded host (768 KiB transfers) 10.5 MiB.
+# Without the byte budget all 40 MiB could be held.
+TRANSIENT_TRANSFERS = 12
 
 PEER = r"""
 import json, random, sys

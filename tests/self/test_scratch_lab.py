@@ -66,11 +66,13 @@ class Guest:
         return {path: digest for digest, path in (line.split() for line in lines)}
 
     def mount(self, device: str, mountpoint: str) -> None:
-        """Mount ``device`` (ext4) at ``mountpoint``; teardown unmounts it and removes the directory if made here."""
+        """Mount ``device`` (ext4) read-only at ``mountpoint``; teardown unmounts it and removes the directory if made here."""
         made = self.sh(f"[ -d {mountpoint} ] || {{ mkdir {mountpoint} && echo made; }}").strip()
         if made:
             self.undo.append(f"rmdir {mountpoint}")
-        self.sh(f"mount {device} {mountpoint}", undo=f"umount {mountpoint}")
+        # Read-only: a read-write ext4 mount writes its own superblock and journal, which would
+        # change the checksums that prove fabqual wrote nothing.
+        self.sh(f"mount -o ro {device} {mountpoint}", undo=f"umount {mountpoint}")
 
     def blkid(self, path: str) -> str:
         return self.executor.run(f"blkid -p -o export {shlex.quote(path)}", check=False).stdout

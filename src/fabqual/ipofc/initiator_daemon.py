@@ -270,8 +270,9 @@ class InitiatorDaemon:
             if self.report_due.is_set():
                 self.report_due.clear()
                 log.info("counters %s", json.dumps(self.counters(), sort_keys=True))
-            if not all(t.is_alive() for t in threads):
-                dead = [t.name for t in threads if not t.is_alive()]
+            dead = [t.name for t in threads if not t.is_alive()]
+            # A SIGTERM handled between the wait and this check lets workers end first: not a death.
+            if dead and not self.stopping.is_set():
                 log.error("worker threads %s died; stopping", dead)
                 self.stop()
                 raise RuntimeError(f"worker threads {dead} died")
