@@ -4,7 +4,7 @@ Each batch (``fabqual.testing.live_fuzz``) holds fuzzed CDBs
 (``strategies.cdbs()``: valid ones and mutations of them), WRITE(16)s whose data-out
 is a fuzzed tunnel frame (``strategies.data_out_frames()``: valid, truncated, lying
 record lengths, wrong counts, bad CRC, garbage; one in ten padded to the largest
-transfer the initiator allows) and READ(16)s of that largest transfer, interleaved,
+transfer the initiator allows; 256 KiB on software FCoE) and READ(16)s of that largest transfer, interleaved,
 while pings cross the tunnel. A stdlib SG_IO sender on the initiator
 (``fabqual.drivers.sg_sender``) sends a whole batch per SSH round trip.
 
@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from fabqual.drivers.rundir import private_dir
+from fabqual.executors.base import Executor
 from fabqual.links.tunnel_handle import IpTunnel
 from fabqual.testing import live_fuzz, strategies
 from fabqual.tools.iperf3 import run_iperf3
@@ -41,30 +42,31 @@ from fabqual.topology.model import Link
 BATCH, BATCHES = {"ci": (100, 3), "lab": (250, 420)}[strategies.PROFILE]
 MIN_SENT = {"ci": BATCHES * BATCH // 2, "lab": 100_000}[strategies.PROFILE]
 READS = 2  # largest-transfer READs per batch: each takes real tunnel packets or waits the hold time
-DEFAULT_MAX_TRANSFER = 1 << 20  # the initiator daemon's cap below the SCSI host's own limits
+# Software FCoE over the emulated lab's UDP link loses frames of bursts above ~512 KiB and has no
+# recovery (DESIGN.md; a fuzzed 1 MiB WRITE timed out with host status DID_TIME_OUT and left LIO
+# unable to remove the LUN): there the fuzz's large commands stop at 256 KiB. FC and tcm_loop get
+# the largest transfer the initiator allows.
+FCOE_TRANSFER = 256 << 10
 
 
-def target_daemon(tunnel: IpTunnel) -> tuple[int, str]:
-    """The target daemon's pid (found by its uio device) and the file its log goes to (its stderr)."""
-    uio = tunnel.facts.get("uio_device", "")
-    target = tunnel.target.executor
-    found = target.run(f"pgrep -f {shlex.quote(f'fabqual.ipofc.target_daemon --uio {uio} ')}", timeout=30, check=False)
-    pids = found.stdout.split()
-    if not uio or len(pids) != 1:
-        pytest.fail(f"{target.node}: expected one target daemon serving {uio!r}, found pids {pids}")
-    return int(pids[0]), f"/proc/{pids[0]}/fd/2"
+def daemon(executor: Executor, module: str, device: str) -> int:
+    """The pid of the one tunnel daemon ``module`` serving ``device`` on the node."""
+    # "[f]abqual": the shell running pgrep has the pattern in its own command line, but not this text.
+    pattern = f"[f]abqual.ipofc.{module} --{'uio' if 'target' in module else 'sg'} {device} "
+    pids = executor.run(f"pgrep -f {shlex.quote(pattern)}", timeout=30, check=False).stdout.split()
+    if not device or len(pids) != 1:
+        pytest.fail(f"{executor.node}: expected one {module} serving {device!r}, found pids {pids}")
+    return int(pids[0])
 
 
 def largest_transfer(tunnel: IpTunnel) -> int:
-    """The largest SG_IO transfer the initiator allows for the tunnel LUN, as its daemon computes it."""
-    sg = tunnel.facts["sg_device"]
-    script = (
-        f"h=$(basename $(dirname $(dirname $(readlink -f /sys/class/scsi_generic/{shlex.quote(sg[5:])}/device))));"
-        " cat /sys/class/scsi_host/$h/max_sectors /sys/class/scsi_host/$h/sg_tablesize; getconf PAGE_SIZE"
-    )
-    out = tunnel.initiator.executor.run(script, timeout=30).stdout.split()
-    sectors, segments, page = (int(v) for v in out[:3])
-    return min(DEFAULT_MAX_TRANSFER, sectors * 512, segments * page) // 512 * 512
+    """The largest transfer the initiator daemon allows (its ``ready ... max_transfer=N`` line, on its stdout)."""
+    initiator = tunnel.initiator.executor
+    pid = daemon(initiator, "initiator_daemon", tunnel.facts["sg_device"])
+    found = re.search(r"max_transfer=(\d+)", initiator.run(f"cat /proc/{pid}/fd/1", timeout=30).stdout)
+    if not found:
+        pytest.fail(f"{initiator.node}: the initiator daemon {pid} printed no max_transfer")
+    return int(found[1])
 
 
 @pytest.mark.capability("ip_tunnel")
@@ -74,8 +76,11 @@ def test_fuzzed_cdbs_and_frames_obey_spc_and_the_framing_rules(  # type: ignore[
     """Every generated CDB and WRITE frame, and every largest-transfer READ, gets an answer the SPC oracle
     accepts, read alike by sg_decode_sense; the target counted each frame it refused; then ping and TCP cross."""
     initiator = ip_tunnel.initiator.executor
-    pid, log = target_daemon(ip_tunnel)
+    pid = daemon(ip_tunnel.target.executor, "target_daemon", ip_tunnel.facts.get("uio_device", ""))
+    log = f"/proc/{pid}/fd/2"  # the daemon's log: its stderr
     transfer = largest_transfer(ip_tunnel)
+    if ip_tunnel.carrier == "fcoe":
+        transfer = min(transfer, FCOE_TRANSFER)
     before = live_fuzz.target_counters(ip_tunnel.target.executor, pid, log)
     sender = live_fuzz.Sender(initiator, ip_tunnel.facts["sg_device"], transfer)
     tally = live_fuzz.Tally.empty()
