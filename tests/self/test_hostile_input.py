@@ -52,6 +52,7 @@ RACK: dict[str, Any] = {
             "user": "root",
             "credentials": {"key_file": "~/.ssh/id_ed25519"},
             "known_hosts": "~/.ssh/known_hosts",
+            "console_log": "/var/log/conserver/tgt.log",
             "roles": ["nvme_target", "nvme_host", "rdma_endpoint", "ipofc_end", "vm"],
             "nvme_target": {"backend": "kernel"},
             "hbas": [

@@ -183,6 +183,7 @@ class Node:
     vm: VmPlacement | None = field(None)
     console_log: str | None = field(
         None,
+        check=check_local_path,
         doc="file on this machine that logs the node's serial console (conserver, IPMI SOL);"
         " its last lines are shown when the node is lost during a test",
     )
