@@ -66,7 +66,7 @@ class Guest:
         return {path: digest for digest, path in (line.split() for line in lines)}
 
     def mount(self, device: str, mountpoint: str) -> None:
-        """Mount ``device`` (ext4) read-only at ``mountpoint``; teardown unmounts it (and removes a directory made here)."""
+        """Mount ``device`` (ext4) read-only at ``mountpoint``; teardown unmounts it (and removes a new directory)."""
         made = self.sh(f"[ -d {mountpoint} ] || {{ mkdir {mountpoint} && echo made; }}").strip()
         if made:
             self.undo.append(f"rmdir {mountpoint}")
