@@ -38,7 +38,8 @@ from .test_ipofc_live import TEST_NET, OneGuestTunnel, one_guest_tunnel
 
 FRAMES = 40
 # The short live fuzz of CI; FABQUAL_HYPOTHESIS_PROFILE=lab runs the long one in tests/acceptance.
-FUZZ_BATCHES, FUZZ_BATCH, FUZZ_READS = 3, 30, 2
+# Small packets: a long list of big frames overruns Hypothesis's choice budget (only the minimal batch).
+FUZZ_BATCHES, FUZZ_BATCH, FUZZ_READS = 3, 25, 2
 # The target's budget here: 4 MiB, so that the emulated lab's slow WRITEs overflow it within the
 # reorder timeout (5 s here); the default (16 MiB) is the same code with a bigger number.
 BUDGET = 4 << 20
@@ -176,7 +177,7 @@ def max_transfer(t: OneGuestTunnel) -> int:
 )
 @given(
     cdbs=st.lists(strategies.cdbs(), min_size=FUZZ_BATCH, max_size=FUZZ_BATCH),
-    frames=st.lists(strategies.data_out_frames(), min_size=FUZZ_BATCH, max_size=FUZZ_BATCH),
+    frames=st.lists(strategies.data_out_frames(4, 200), min_size=FUZZ_BATCH, max_size=FUZZ_BATCH),
     big=st.lists(st.booleans(), min_size=FUZZ_BATCH, max_size=FUZZ_BATCH),
 )
 def fuzz_batch(
@@ -213,7 +214,8 @@ def test_live_fuzz_reaches_the_decoder_and_the_oracle_agrees(tunnel: OneGuestTun
         sender.close()
     after = counters(t, pid)
     print(f"live fuzz: sent {tally.sent}, {len(tally.senses)} distinct sense buffers, counters {after}")
-    assert tally.sent.get("read", 0) and sum(v for k, v in tally.sent.items() if k.startswith("frame:")), tally.sent
+    kinds = {k for k in tally.sent if k.startswith("frame:")}
+    assert tally.sent.get("read", 0) and len(kinds) >= 4, f"the fuzz did not vary its frames: {tally.sent}"
     disagreements = live_fuzz.sg3_disagreements(t.node, tally.senses)
     assert not disagreements, "sg_decode_sense reads sense differently:\n  " + "\n  ".join(disagreements)
     rejected = live_fuzz.rejected_total(after) - live_fuzz.rejected_total(before)
