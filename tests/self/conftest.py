@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from fabqual.drivers import rundir
 from fabqual.executors.ssh import SshExecutor
 from fabqual.lab import EmulatedLab
 from fabqual.topology import Topology, load_topology
@@ -23,6 +24,16 @@ from fabqual.topology import Topology, load_topology
 class SessionLab:
     lab: EmulatedLab
     booted_here: bool  # False: it ran before this session (someone else's): never kill it
+
+
+@pytest.fixture(autouse=True, scope="module")
+def module_run_dirs() -> Iterator[None]:
+    """Each test module starts with run directories of its own: the process-wide default keeps an
+    executor per node *name*, and a fake node of one module must not stand in for a lab guest of
+    the same name in the next (nor a guest rebooted since, whose directory is gone)."""
+    rundir.activate(None)
+    yield
+    rundir.activate(None)
 
 
 @pytest.fixture(scope="session")

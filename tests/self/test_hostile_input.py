@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fabqual.doctor import run_doctor
+from fabqual.drivers import rundir
 from fabqual.errors import FabqualError, TopologyError
 from fabqual.links import nvmet_rdma
 from fabqual.links.base import LinkContext, driver_for
@@ -251,6 +252,17 @@ def with_value(path: tuple[Any, ...], value: str) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+@contextlib.contextmanager
+def fake_rack_run() -> Iterator[None]:
+    """Run directories of the fake rack alone: the process-wide default may already know a real lab
+    node of the same name from an earlier self-test, and would send the fake rack's undo steps there."""
+    rundir.activate(rundir.RunDirs())
+    try:
+        yield
+    finally:
+        rundir.activate(None)
+
+
 def exercise(topology: Topology) -> dict[str, FakeNode]:
     """The doctor over every link, then bring-up and teardown of the fc_nvme and nvmet_rdma links.
 
@@ -259,17 +271,18 @@ def exercise(topology: Topology) -> dict[str, FakeNode]:
     """
     fabric: set[str] = set()
     nodes = {node.name: FakeNode(node.name, exported=fabric, probe_output=CLEAN_PROBE) for node in topology.nodes}
-    run_doctor(topology, nodes.__getitem__)
-    for link in topology.links:
-        if link.name not in BROUGHT_UP:
-            continue
-        driver = driver_for(LinkContext(topology, link, nodes.__getitem__))
-        try:
-            with contextlib.suppress(FabqualError):
-                driver.up()
-        finally:
-            with contextlib.suppress(FabqualError):
-                driver.down()
+    with fake_rack_run():
+        run_doctor(topology, nodes.__getitem__)
+        for link in topology.links:
+            if link.name not in BROUGHT_UP:
+                continue
+            driver = driver_for(LinkContext(topology, link, nodes.__getitem__))
+            try:
+                with contextlib.suppress(FabqualError):
+                    driver.up()
+            finally:
+                with contextlib.suppress(FabqualError):
+                    driver.down()
     return nodes
 
 
@@ -287,11 +300,13 @@ def test_the_rack_comes_up_on_the_fake_nodes() -> None:
     topology = parse_topology(yaml.safe_dump(RACK), "hostile.yaml")
     fabric: set[str] = set()
     nodes = {node.name: FakeNode(node.name, exported=fabric, probe_output=CLEAN_PROBE) for node in topology.nodes}
-    for name in BROUGHT_UP:
-        driver = driver_for(LinkContext(topology, next(x for x in topology.links if x.name == name), nodes.__getitem__))
-        session = driver.up()
-        assert session.nvme_namespace.device == "/dev/nvme1n1"
-        driver.down()
+    with fake_rack_run():
+        for name in BROUGHT_UP:
+            link = next(x for x in topology.links if x.name == name)
+            driver = driver_for(LinkContext(topology, link, nodes.__getitem__))
+            session = driver.up()
+            assert session.nvme_namespace.device == "/dev/nvme1n1"
+            driver.down()
     assert any(c.startswith("nvme connect -t rdma") for c in nodes["ini"].commands)
     assert any(c.startswith("rmdir /sys/kernel/config/nvmet/subsystems/") for c in nodes["tgt"].commands)
     assert_no_violation(nodes)
