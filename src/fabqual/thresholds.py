@@ -28,17 +28,21 @@ slowest port, ``line_rate: sum`` what all paths carry together. A context with
 ``bidirectional: true`` doubles the line-rate target (both directions carry the
 port rate); absolute bounds stay as written (give a ``when: {bidirectional:
 true}`` entry for a different one).
+
+A ``conformance:`` section gives each conformance case its level (mandatory or
+informational) and the bounds of its measured times (:mod:`fabqual.conformance.policy`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from fabqual.conformance.policy import CasePolicy, check_case_name, parse_conformance
 from fabqual.errors import ParseError, ThresholdError, TopologyError
 from fabqual.line_rate import COMBINE, Combine, LineRate
 from fabqual.topology.model import LINK_TYPES
@@ -110,6 +114,20 @@ class Thresholds:
     source: str
     description: str
     entries: dict[tuple[str, str], tuple[_Entry, ...]]
+    conformance: dict[str, CasePolicy] = field(default_factory=dict)
+
+    def case_policy(self, case: str) -> CasePolicy:
+        """The level and time bounds of conformance case ``case``; an error naming the file when it has none."""
+        problem = check_case_name(case)
+        if problem:
+            raise ThresholdError(f"conformance case {problem}")
+        policy = self.conformance.get(case)
+        if policy is None:
+            raise ThresholdError(
+                f"thresholds profile {self.profile!r}: no conformance entry for case {case};"
+                f" add conformance.{case} (level: mandatory or informational, note) to {self.source}"
+            )
+        return policy
 
     def metrics(self, link_type: str) -> tuple[str, ...]:
         return tuple(sorted(metric for link, metric in self.entries if link == link_type))
@@ -207,9 +225,9 @@ def _validate(data: Any, path: Path) -> Thresholds:
 
     if not isinstance(data, dict):
         raise fail("", "the file must be a mapping with version, profile and links")
-    unknown = set(data) - {"version", "profile", "description", "links"}
+    unknown = set(data) - {"version", "profile", "description", "links", "conformance"}
     if unknown:
-        raise fail(sorted(unknown)[0], "unknown key; expected version, profile, description, links")
+        raise fail(sorted(unknown)[0], "unknown key; expected version, profile, description, links, conformance")
     if data.get("version") != SCHEMA_VERSION:
         raise fail("version", f"is {data.get('version')!r}; this fabqual reads version {SCHEMA_VERSION}")
     if data.get("profile") != path.stem:
@@ -237,7 +255,10 @@ def _validate(data: Any, path: Path) -> Thresholds:
                 seen[entry.when] = i
             entries[(str(link_type), str(metric))] = parsed
     description = data.get("description", "")
-    return Thresholds(profile=path.stem, source=file, description=str(description), entries=entries)
+    conformance = parse_conformance(data["conformance"], path.name, fail) if "conformance" in data else {}
+    return Thresholds(
+        profile=path.stem, source=file, description=str(description), entries=entries, conformance=conformance
+    )
 
 
 def _entry(item: Any, metric: str, key: str, file_name: str, fail: Any) -> _Entry:

@@ -56,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # import_plugin is a no-op when `-p fabqual.report.pytest_report` already loaded it.
     config.pluginmanager.import_plugin("fabqual.report.pytest_report")
     config.pluginmanager.import_plugin("fabqual.plugin.outcomes")
+    config.pluginmanager.import_plugin("fabqual.plugin.conformance")
     for link_type in LINK_TYPES:
         config.addinivalue_line("markers", f"{link_type}: runs on {link_type} links")
     config.addinivalue_line("markers", "capability(name): the link capability the test needs (e.g. nvme_namespace)")

@@ -82,11 +82,51 @@ def verdict_section(results: Results) -> str:
     )
 
 
+def conformance_section(results: Results) -> str:
+    """Per link: every conformance case with its category, level, verdict and measured times."""
+    rows = results.get("conformance") or []
+    if not rows:
+        return ""
+    parts = [
+        "<h2>Conformance</h2>",
+        "<p>The verdict counts mandatory cases only; an informational failure is shown here and not counted.</p>",
+    ]
+    for link in sorted({row["link"] for row in rows}):
+        mine = [row for row in rows if row["link"] == link]
+        table = []
+        for row in mine:
+            times = "; ".join(
+                f"{t['metric']} {_num(t['value'])} {t['unit']} (<= {_num(t['threshold'])})"
+                + ("" if t.get("passed") else " FAILED")
+                for t in row["times"]
+            )
+            verdict = row["verdict"] + ("" if row["counted"] else " (not counted)")
+            detail = row["reason"] if row["verdict"] != "PASS" else ""
+            table.append(
+                [
+                    _td(row["case"]),
+                    _td(row["category"]),
+                    _td(row["level"]),
+                    _td(verdict, row["verdict"]),
+                    _td(times or "-"),
+                    _td(detail),
+                ]
+            )
+        parts.append(f"<h3>{escape(link)} ({escape(mine[0]['link_type'])})</h3>")
+        parts.append(_table(["Case", "Category", "Level", "Verdict", "Measured times", "Reason"], table))
+    return "".join(parts)
+
+
 def coverage_notes(results: Results) -> list[str]:
     """What a reader must know before trusting the verdict: skipped rows, lost nodes, an informal run."""
     notes = []
     strict = bool(results["run"].get("strict"))
     for link_type, counts in sorted(results["verdicts"].items()):
+        if counts.get("informational_failed"):
+            notes.append(
+                f"{link_type}: {counts['informational_failed']} informational conformance case(s) failed;"
+                " shown in the conformance table, not counted in the verdict."
+            )
         for node in counts.get("lost_nodes", []):
             notes.append(
                 f"{link_type}: node {node} stopped answering during a test; the lab broke, rows after it are errors."
@@ -278,6 +318,7 @@ def render_sections(
         STYLE
         + '<div class="fq">'
         + verdict_section(results)
+        + conformance_section(results)
         + inventory_section(results.get("testbed"))
         + metrics_section(results["metrics"])
         + plots_section(results["metrics"])

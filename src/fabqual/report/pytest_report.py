@@ -44,8 +44,10 @@ from fabqual.report.compare import MetricDelta, compare_runs, load_deviations
 from fabqual.report.document import render_sections
 from fabqual.report.inventory import collect_inventory
 from fabqual.report.results import (
+    CASE_PROPERTY,
     LOST_NODE_PROPERTY,
     Results,
+    conformance_rows,
     link_type_verdicts,
     load_results,
     overall_verdict,
@@ -188,6 +190,9 @@ class ReportCollector:
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
         entry["metrics"] = [json.loads(str(value)) for name, value in report.user_properties if name == USER_PROPERTY]
         entry["lost_nodes"] = [str(value) for name, value in report.user_properties if name == LOST_NODE_PROPERTY]
+        for name, value in report.user_properties:
+            if name == CASE_PROPERTY:  # the level as the profile gave it (the marker gave case and category)
+                entry["conformance"] = {**(entry.get("conformance") or {}), **json.loads(str(value))}
         if report.when == "call":
             if report.failed:
                 entry.update(outcome="failed", reason=_reason(report))
@@ -269,7 +274,10 @@ def _test_entry(item: pytest.Item | None, nodeid: str = "") -> dict[str, Any]:
     link = callspec.params.get("link") if callspec is not None else None
     markers = item.iter_markers() if item is not None else iter(())
     link_type = getattr(link, "type", None) or next((m.name for m in markers if m.name in LINK_TYPES), None)
+    case = item.get_closest_marker("conformance") if item is not None else None
+    conformance = {k: str(case.kwargs.get(k, "")) for k in ("case", "category")} if case is not None else None
     return {
+        "conformance": conformance,
         "nodeid": item.nodeid if item is not None else nodeid,
         "link": getattr(link, "name", None),
         "link_type": link_type,
@@ -326,6 +334,7 @@ def _build_results(config: pytest.Config, state: _Session, exitstatus: int) -> R
     for test in tests:
         for metric in test.get("metrics", []):
             metrics.append({**metric, "test": test["nodeid"]})
+    _fill_case_levels(run, tests)
     verdicts = link_type_verdicts(tests, declared, state.planned)
     testbed = dict(state.inventory) if state.inventory is not None else None
     if testbed is not None:
@@ -352,11 +361,23 @@ def _build_results(config: pytest.Config, state: _Session, exitstatus: int) -> R
         },
         "verdict": overall_verdict(verdicts),
         "verdicts": verdicts,
+        "conformance": conformance_rows(tests, metrics),
         "testbed": testbed,
         "tests": [{k: v for k, v in t.items() if k != "metrics"} for t in tests],
         "metrics": metrics,
     }
     return redact(results, _secrets(config))
+
+
+def _fill_case_levels(run: Any, tests: list[dict[str, Any]]) -> None:
+    """A case that ended before its fixture ran (skipped, lab error) gets its level from the profile."""
+    for test in tests:
+        conformance = test.get("conformance")
+        if conformance and "level" not in conformance:
+            try:
+                conformance["level"] = run.thresholds.case_policy(conformance["case"]).level
+            except Exception:  # no profile, or no entry: the row says so instead of breaking the report
+                conformance["level"] = "unknown"
 
 
 def _place() -> dict[str, Any]:

@@ -24,6 +24,8 @@ LATEST = "results-latest.json"
 OUTCOMES = ("passed", "failed", "error", "skipped")
 # A test's user property naming a node that stopped answering during it (fabqual.plugin.outcomes).
 LOST_NODE_PROPERTY = "fabqual_lost_node"
+# A conformance case's row (case, category, level), recorded by fabqual.plugin.conformance.
+CASE_PROPERTY = "fabqual_conformance"
 
 Results = dict[str, Any]
 
@@ -50,23 +52,60 @@ def link_type_verdicts(
     incomplete, whatever the row that lost it says), PASS when something passed
     and nothing else went wrong, SKIPPED when nothing applied, NOT RUN for a
     declared link type without tests. ``planned``: rows selected per link type.
+    A failed informational conformance case is counted as ``informational_failed``,
+    not ``failed``: shown, never part of the verdict.
     """
 
     def empty() -> dict[str, Any]:
-        return {**dict.fromkeys(OUTCOMES, 0), "lost_nodes": [], "skip_reasons": {}}
+        return {**dict.fromkeys(OUTCOMES, 0), "informational_failed": 0, "lost_nodes": [], "skip_reasons": {}}
 
     table: dict[str, dict[str, Any]] = {t: empty() for t in link_types}
     for test in tests:
         row = table.setdefault(test.get("link_type") or "general", empty())
-        row[test["outcome"]] = row.get(test["outcome"], 0) + 1
+        outcome = test["outcome"]
+        if outcome == "failed" and (test.get("conformance") or {}).get("level") == "informational":
+            outcome = "informational_failed"
+        row[outcome] = row.get(outcome, 0) + 1
         row["lost_nodes"] += [n for n in test.get("lost_nodes", []) if n not in row["lost_nodes"]]
         if test["outcome"] == "skipped":
             row["skip_reasons"][test["reason"]] = row["skip_reasons"].get(test["reason"], 0) + 1
     for link_type, row in table.items():
         row["planned"] = (planned or {}).get(link_type, sum(row[o] for o in OUTCOMES))
-        row["run"] = row["passed"] + row["failed"]
+        row["run"] = row["passed"] + row["failed"] + row["informational_failed"]
         row["verdict"] = verdict_word(row)
     return table
+
+
+def conformance_rows(tests: Iterable[dict[str, Any]], metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per conformance case run on a link: case, category, level, verdict, measured times."""
+    times: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+    for metric in metrics:
+        case = (metric.get("context") or {}).get("case")
+        if case:
+            times.setdefault((metric.get("test"), case), []).append(
+                {k: metric.get(k) for k in ("metric", "value", "unit", "threshold", "passed")}
+            )
+    rows = []
+    for test in tests:
+        conformance = test.get("conformance")
+        if not conformance:
+            continue
+        verdict = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIPPED"}[test["outcome"]]
+        rows.append(
+            {
+                "link": test.get("link") or "-",
+                "link_type": test.get("link_type") or "-",
+                "case": conformance["case"],
+                "category": conformance.get("category", ""),
+                "level": conformance.get("level", "unknown"),
+                "verdict": verdict,
+                "counted": verdict != "FAIL" or conformance.get("level") != "informational",
+                "reason": test.get("reason", ""),
+                "times": times.get((test["nodeid"], conformance["case"]), []),
+                "test": test["nodeid"],
+            }
+        )
+    return sorted(rows, key=lambda r: (r["link"], r["category"], r["case"]))
 
 
 def verdict_word(counts: dict[str, Any]) -> str:
