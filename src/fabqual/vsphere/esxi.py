@@ -13,7 +13,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from fabqual.vsphere.vcenter import fault_text
+from fabqual.vsphere.session import fault_text
 
 # The seeds' Marvell FastLinQ QL41262: Ethernet driver qedentv, RDMA driver qedrntv.
 DEFAULT_VIBS: Mapping[str, str] = {"qedentv": "3.40", "qedrntv": "3.40"}

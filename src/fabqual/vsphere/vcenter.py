@@ -15,39 +15,23 @@ talks to a simulator (``tolerate_unimplemented``): then they are listed in
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import logging
-import ssl
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from fabqual.drivers import rundir
 from fabqual.drivers.rundir import RunOwner
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import log_step
 from fabqual.vsphere import specs
+from fabqual.vsphere.session import Unimplemented, VCenterSession, moid
 
 log = logging.getLogger("fabqual.vsphere")
-T = TypeVar("T")
 
 HostPlan = tuple[str, str, str, str]  # (host name, uplink pnic, vmknic, vmknic address "a.b.c.d/nn")
-
-# Faults meaning "this server does not implement that", as opposed to "you asked wrongly".
-_UNIMPLEMENTED = (vmodl.fault.MethodNotFound, vmodl.fault.NotSupported)
-
-
-class Unimplemented(DriverError):
-    """The server lacks a call (MethodNotFound/NotSupported); carries the fault's text."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -83,25 +67,12 @@ class Changes:
         return f"{len(self.changed)} change(s): " + "; ".join(f"{c.target}: {c.action}" for c in self.changed)
 
 
-def fault_text(fault: BaseException) -> str:
-    """``InvalidLogin: Login failure`` from a vSphere fault (type name, then the server's message)."""
-    name = getattr(fault, "_wsdlName", type(fault).__name__)
-    msg = getattr(fault, "msg", None) or ""
-    if not msg and getattr(fault, "faultMessage", None):
-        msg = "; ".join(m.message for m in getattr(fault, "faultMessage", []) if getattr(m, "message", None))
-    return f"{name}: {msg}" if msg else name
-
-
-def _moid(obj: Any) -> str:
-    return str(getattr(obj, "_moId", obj))
-
-
 # fabqual's mark on a vSphere object it creates (the description of a switch): the run's owner as JSON.
 MARK = "fabqual-run: "
 
 
 class VCenterDriver:
-    """One vCenter (or vcsim) session and the PVRDMA configuration it owns."""
+    """The PVRDMA configuration of one vCenter (or vcsim), over its :class:`VCenterSession`."""
 
     def __init__(
         self,
@@ -121,155 +92,42 @@ class VCenterDriver:
         owner: RunOwner | None = None,
     ) -> None:
         self.owner = owner or rundir.current().owner  # written on what this run creates: its mark
+        self.session = VCenterSession(
+            address,
+            port,
+            user,
+            password,
+            verify_tls=verify_tls,
+            ca_file=ca_file,
+            thumbprint=thumbprint,
+            task_timeout=task_timeout,
+            http_timeout=http_timeout,
+        )
         self.address = address
         self.port = port
-        self.user = user
-        self.password = password
-        self.verify_tls = verify_tls
-        self.ca_file = ca_file
-        self.thumbprint = thumbprint
         self.datacenter_name = datacenter
         self.dvs_version = dvs_version  # None: the newest 7.0.x the vCenter offers
-        self.task_timeout = task_timeout
-        self.http_timeout = http_timeout
         self.tolerate_unimplemented = tolerate_unimplemented
-        self.name = f"vCenter {address}:{port}"
-        self._si: Any = None
-        self._content: Any = None
+        self.name = self.session.name
         self._journal: list[tuple[str, Callable[[], None]]] = []
         self._changes = Changes()
-        self.relogins = 0
 
-    # -- session -------------------------------------------------------------------------
+    # -- the session ---------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Log in; TLS is verified (system CAs, ``ca_file``, or a pinned ``thumbprint``) unless opted out."""
-        kwargs: dict[str, Any] = {"httpConnectionTimeout": self.http_timeout}
-        if not self.verify_tls:
-            log.warning("%s: TLS certificate verification is off (verify_tls: false in the topology)", self.name)
-            kwargs["disableSslCertValidation"] = True
-        elif self.thumbprint:
-            kwargs["sslContext"] = self._pinned_context(self.thumbprint)
-        else:
-            # Always an explicit context: pyvmomi skips verification for 127.0.0.1 otherwise.
-            kwargs["sslContext"] = ssl.create_default_context(cafile=self.ca_file)
-        try:
-            self._si = SmartConnect(host=self.address, port=self.port, user=self.user, pwd=self.password, **kwargs)
-        except vim.fault.InvalidLogin as exc:
-            raise LabError(
-                f"{self.name}: login as {self.user!r} rejected ({fault_text(exc)}); "
-                "check the user and password of this vCenter in the topology"
-            ) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise LabError(
-                f"{self.name}: TLS certificate not trusted ({exc.verify_message}); give its CA file or thumbprint "
-                "in the topology, or set verify_tls: false for this vCenter"
-            ) from None
-        except vim.fault.SSLVerifyFault as exc:
-            raise LabError(
-                f"{self.name}: TLS certificate does not match the pinned thumbprint ({fault_text(exc)})"
-            ) from None
-        except vmodl.MethodFault as exc:
-            raise LabError(f"{self.name}: login failed: {fault_text(exc)}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise LabError(
-                f"{self.name} unreachable: {exc}; check the address and port, and that vCenter is running"
-            ) from None
-        self._content = self._si.RetrieveContent()
-        log_step(self.name, f"connected as {self.user} ({self._content.about.fullName})")
-
-    def _pinned_context(self, thumbprint: str) -> ssl.SSLContext:
-        """A context trusting exactly the certificate whose SHA-1/SHA-256 digest is pinned.
-
-        pyvmomi's own ``thumbprint`` is not honoured by SmartConnect's version
-        probe, so the pin is checked here and the certificate becomes the only
-        trust anchor (host names are not checked: the pin identifies the server).
-        """
-        try:
-            pem = ssl.get_server_certificate((self.address, self.port), timeout=self.http_timeout)
-        except OSError as exc:
-            raise LabError(
-                f"{self.name} unreachable: {exc}; check the address and port, and that vCenter is running"
-            ) from None
-        der = ssl.PEM_cert_to_DER_cert(pem)
-        want = thumbprint.replace(":", "").lower()
-        digests = {hashlib.sha1(der).hexdigest(), hashlib.sha256(der).hexdigest()}
-        if want not in digests:
-            raise LabError(
-                f"{self.name}: TLS certificate SHA-1 {hashlib.sha1(der).hexdigest()} does not match the pinned "
-                f"thumbprint {thumbprint}; check the thumbprint in the topology"
-            )
-        ctx = ssl.create_default_context(cadata=pem)
-        ctx.check_hostname = False
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        return ctx
+        """Log in (see :meth:`VCenterSession.connect` for how TLS is trusted)."""
+        self.session.connect()
 
     def close(self) -> None:
-        if self._si is not None:
-            try:
-                Disconnect(self._si)
-            except Exception as exc:
-                log.debug("%s: disconnect: %s", self.name, exc)
-            self._si = None
+        self.session.close()
 
     @property
     def service_instance(self) -> Any:
-        if self._si is None:
-            raise DriverError(f"{self.name}: not connected; call connect() first")
-        return self._si
+        return self.session.service_instance
 
-    def _relogin(self) -> None:
-        # Same stub, new session cookie: every managed object already held stays valid.
-        log_step(self.name, "session expired (NotAuthenticated); logging in again")
-        try:
-            self._content.sessionManager.Login(self.user, self.password)
-        except vmodl.MethodFault as exc:
-            raise LabError(f"{self.name}: re-login as {self.user!r} failed: {fault_text(exc)}") from None
-        self.relogins += 1
-
-    def _call(self, target: str, what: str, fn: Callable[[], T]) -> T:
-        """Run one remote interaction; re-login once on an expired session; map faults to one line."""
-        self.service_instance  # noqa: B018 - raises when not connected
-        for attempt in (1, 2):
-            try:
-                return fn()
-            except vim.fault.NotAuthenticated:
-                if attempt == 2:
-                    raise DriverError(f"{self.name}: {target}: {what}: session rejected again after re-login") from None
-                self._relogin()
-            except _UNIMPLEMENTED as exc:
-                raise Unimplemented(f"{self.name}: {target}: {what}: {fault_text(exc)}", fault_text(exc)) from None
-            except vmodl.MethodFault as exc:
-                raise DriverError(f"{self.name}: {target}: {what} failed: {fault_text(exc)}") from None
-            except (OSError, http.client.HTTPException) as exc:
-                raise LabError(f"{self.name} unreachable during {what} on {target}: {exc}") from None
-        raise AssertionError("unreachable")
-
-    def _wait(self, target: str, what: str, start: Callable[[], Any]) -> Any:
-        """Start a task and wait for it under our own deadline (pyvmomi's wait can hang)."""
-        task = self._call(target, what, start)
-        deadline = time.monotonic() + self.task_timeout
-        delay = 0.05
-        while True:
-            info = self._call(target, f"{what} (task {_moid(task)})", lambda: task.info)
-            if info.state == vim.TaskInfo.State.success:
-                return info.result
-            if info.state == vim.TaskInfo.State.error:
-                fault = info.error
-                if isinstance(fault, _UNIMPLEMENTED):
-                    raise Unimplemented(f"{self.name}: {target}: {what}: {fault_text(fault)}", fault_text(fault))
-                raise DriverError(f"{self.name}: {target}: {what} failed: {fault_text(fault)}")
-            if time.monotonic() > deadline:
-                try:
-                    task.CancelTask()
-                except vmodl.MethodFault as exc:
-                    log.debug("cancel %s: %s", _moid(task), fault_text(exc))
-                raise DriverError(
-                    f"{self.name}: {target}: {what} did not finish within {self.task_timeout:.0f}s "
-                    f"(task {_moid(task)} {info.state}, {info.progress or 0}%); look at the task in vCenter"
-                )
-            time.sleep(delay)
-            delay = min(1.0, delay * 2)
+    @property
+    def relogins(self) -> int:
+        return self.session.relogins
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -303,21 +161,9 @@ class VCenterDriver:
     def pending_undo(self) -> list[str]:
         return [what for what, _ in self._journal]
 
-    # -- finding things --------------------------------------------------------------------
-
-    def _view(self, root: Any, kind: type) -> list[Any]:
-        def read() -> list[Any]:
-            view = self._content.viewManager.CreateContainerView(root, [kind], True)
-            try:
-                return list(view.view)
-            finally:
-                view.Destroy()
-
-        return self._call(self.name, f"list {kind.__name__}", read)
-
     def _datacenter(self) -> Any:
-        dcs = self._view(self._content.rootFolder, vim.Datacenter)
-        names = [str(self._call("datacenter", "read name", lambda d=d: d.name)) for d in dcs]  # type: ignore[misc]
+        dcs = self.session.view(self.session.content.rootFolder, vim.Datacenter)
+        names = [str(self.session.call("datacenter", "read name", lambda d=d: d.name)) for d in dcs]  # type: ignore[misc]
         if self.datacenter_name is None:
             if len(dcs) != 1:
                 raise DriverError(f"{self.name}: {len(dcs)} datacenters ({', '.join(names)}); name one in the topology")
@@ -328,8 +174,8 @@ class VCenterDriver:
         raise DriverError(f"{self.name}: no datacenter {self.datacenter_name!r} (has: {', '.join(names) or 'none'})")
 
     def _by_name(self, root: Any, kind: type, name: str, what: str) -> Any:
-        objs = self._view(root, kind)
-        names = [str(self._call(what, "read name", lambda o=o: o.name)) for o in objs]  # type: ignore[misc]
+        objs = self.session.view(root, kind)
+        names = [str(self.session.call(what, "read name", lambda o=o: o.name)) for o in objs]  # type: ignore[misc]
         for obj, n in zip(objs, names, strict=True):
             if n == name:
                 return obj
@@ -364,10 +210,10 @@ class VCenterDriver:
         if self.dvs_version:
             return self.dvs_version
         try:
-            offered = self._call(
+            offered = self.session.call(
                 self.name,
                 "QueryAvailableDvsSpec",
-                lambda: self._content.dvSwitchManager.QueryAvailableDvsSpec(recommended=True),
+                lambda: self.session.content.dvSwitchManager.QueryAvailableDvsSpec(recommended=True),
             )
         except Unimplemented as exc:
             self._unsupported("DVS manager", "list the vDS versions offered (using 7.0.0)", exc.reason)
@@ -381,14 +227,14 @@ class VCenterDriver:
 
     def _ensure_switch(self, dc: Any, switch: str, mtu: int) -> Any:
         target = f"switch {switch}"
-        found = [d for d in self._view(dc.networkFolder, vim.DistributedVirtualSwitch) if d.name == switch]
+        found = [d for d in self.session.view(dc.networkFolder, vim.DistributedVirtualSwitch) if d.name == switch]
         if found:
             dvs = found[0]
             self._adopt_if_left(dvs, target)
         else:
             version = self._newest_dvs_version()
             mark = MARK + self.owner.to_json()
-            dvs = self._wait(
+            dvs = self.session.wait(
                 target,
                 "CreateDVS_Task",
                 lambda: dc.networkFolder.CreateDVS_Task(specs.dvs_create_spec(switch, version, mtu, mark)),
@@ -396,19 +242,19 @@ class VCenterDriver:
             self._record(
                 target, f"created (vDS {version}, MTU {mtu})", "destroy", lambda: self._destroy_switch(dvs, target)
             )
-        version = self._call(target, "read version", lambda: dvs.summary.productInfo.version)
+        version = self.session.call(target, "read version", lambda: dvs.summary.productInfo.version)
         if not str(version).startswith("7.0"):
             raise DriverError(
                 f"{self.name}: {target} is vDS {version}; PVRDMA here needs a 7.0 vDS: upgrade it or pick another name"
             )
-        current = self._call(target, "read maxMtu", lambda: dvs.config.maxMtu)
+        current = self.session.call(target, "read maxMtu", lambda: dvs.config.maxMtu)
         if current != mtu:
-            self._wait(
+            self.session.wait(
                 target,
                 f"set MTU {mtu}",
                 lambda: dvs.ReconfigureDvs_Task(specs.dvs_mtu_spec(dvs.config.configVersion, mtu)),
             )
-            after = self._call(target, "read maxMtu", lambda: dvs.config.maxMtu)
+            after = self.session.call(target, "read maxMtu", lambda: dvs.config.maxMtu)
             if after != mtu:
                 self._unsupported(target, f"set MTU {mtu}", f"server kept maxMtu={after} after ReconfigureDvs_Task")
             elif found:
@@ -416,7 +262,7 @@ class VCenterDriver:
                     target,
                     f"MTU {current} -> {mtu}",
                     f"MTU back to {current}",
-                    lambda: self._wait(
+                    lambda: self.session.wait(
                         target,
                         f"restore MTU {current}",
                         lambda: dvs.ReconfigureDvs_Task(specs.dvs_mtu_spec(dvs.config.configVersion, current)),
@@ -427,7 +273,7 @@ class VCenterDriver:
     def _adopt_if_left(self, dvs: Any, target: str) -> None:
         """A switch carrying another run's mark: a dead run's is taken over (destroyed at teardown),
         a live run's is refused; a switch without the mark is someone else's and is never removed."""
-        description = self._call(target, "read description", lambda: dvs.config.description) or ""
+        description = self.session.call(target, "read description", lambda: dvs.config.description) or ""
         left_by = RunOwner.from_json(description[len(MARK) :]) if description.startswith(MARK) else None
         if left_by is None or left_by.run_id == self.owner.run_id:
             return
@@ -448,51 +294,55 @@ class VCenterDriver:
         # Port groups other than the uplink one go first: a real vCenter removes them with the
         # switch anyway, and vcsim (which leaves its uplink group out of config.uplinkPortgroup)
         # would otherwise keep them, and crash when they are destroyed afterwards.
-        uplinks = {_moid(p) for p in self._call(target, "read uplink port groups", lambda: dvs.config.uplinkPortgroup)}
-        for pg in self._call(target, "read port groups", lambda: list(dvs.portgroup)):
-            if _moid(pg) not in uplinks:
-                self._wait(f"port group {pg.name}", "Destroy_Task", pg.Destroy_Task)
-        self._wait(target, "Destroy_Task", dvs.Destroy_Task)
+        uplinks = {
+            moid(p) for p in self.session.call(target, "read uplink port groups", lambda: dvs.config.uplinkPortgroup)
+        }
+        for pg in self.session.call(target, "read port groups", lambda: list(dvs.portgroup)):
+            if moid(pg) not in uplinks:
+                self.session.wait(f"port group {pg.name}", "Destroy_Task", pg.Destroy_Task)
+        self.session.wait(target, "Destroy_Task", dvs.Destroy_Task)
 
     def _ensure_portgroup(self, dvs: Any, switch: str, portgroup: str) -> Any:
         target = f"port group {portgroup} on {switch}"
 
         def find() -> Any:
             return next(
-                (p for p in self._call(target, "read", lambda: list(dvs.portgroup)) if p.name == portgroup), None
+                (p for p in self.session.call(target, "read", lambda: list(dvs.portgroup)) if p.name == portgroup), None
             )
 
         pg = find()
         if pg is None:
-            self._wait(
+            self.session.wait(
                 target, "AddDVPortgroup_Task", lambda: dvs.AddDVPortgroup_Task([specs.portgroup_spec(portgroup)])
             )
             pg = find()
             if pg is None:
                 raise DriverError(f"{self.name}: {target}: not there after AddDVPortgroup_Task succeeded")
             created = pg
-            self._record(target, "created", "destroy", lambda: self._wait(target, "Destroy_Task", created.Destroy_Task))
+            self._record(
+                target, "created", "destroy", lambda: self.session.wait(target, "Destroy_Task", created.Destroy_Task)
+            )
         return pg
 
     def _uplink_portgroup_key(self, dvs: Any, target: str) -> str | None:
-        pgs = self._call(target, "read uplink port groups", lambda: list(dvs.config.uplinkPortgroup))
+        pgs = self.session.call(target, "read uplink port groups", lambda: list(dvs.config.uplinkPortgroup))
         return str(pgs[0].key) if pgs else None
 
     def _ensure_member(self, dvs: Any, switch: str, host: Any, host_name: str, uplink: str) -> None:
         target = f"host {host_name}"
-        network = self._call(target, "read network config", lambda: host.config.network)
+        network = self.session.call(target, "read network config", lambda: host.config.network)
         pnics = [p.device for p in network.pnic]
         if uplink not in pnics:
             raise DriverError(
                 f"{self.name}: {target} has no physical NIC {uplink!r} (has: {', '.join(pnics)}); fix its uplink"
             )
         on_vss = any(v.spec.bridge and uplink in list(v.spec.bridge.nicDevice or []) for v in network.vswitch)
-        members = {_moid(h) for h in self._call(switch, "read members", lambda: list(dvs.summary.hostMember))}
+        members = {moid(h) for h in self.session.call(switch, "read members", lambda: list(dvs.summary.hostMember))}
         uplink_key = self._uplink_portgroup_key(dvs, f"switch {switch}")
-        if _moid(host) not in members:
+        if moid(host) not in members:
             # A pnic still on a standard switch moves later, together with its vmknic.
             backing = None if on_vss else uplink
-            self._wait(
+            self.session.wait(
                 target,
                 f"add to {switch}",
                 lambda: dvs.ReconfigureDvs_Task(
@@ -503,7 +353,7 @@ class VCenterDriver:
                 target,
                 f"added to {switch}" + (f" with uplink {uplink}" if backing else ""),
                 f"remove from {switch}",
-                lambda: self._wait(
+                lambda: self.session.wait(
                     target,
                     f"remove from {switch}",
                     lambda: dvs.ReconfigureDvs_Task(specs.host_member_spec(dvs.config.configVersion, "remove", host)),
@@ -515,7 +365,7 @@ class VCenterDriver:
         if uplink in current:
             return
         try:
-            self._wait(
+            self.session.wait(
                 target,
                 f"set uplink {uplink} on {switch}",
                 lambda: dvs.ReconfigureDvs_Task(
@@ -533,7 +383,7 @@ class VCenterDriver:
             target,
             f"uplink {uplink} on {switch}",
             f"uplink back to {previous or 'none'}",
-            lambda: self._wait(
+            lambda: self.session.wait(
                 target,
                 "restore uplink",
                 lambda: dvs.ReconfigureDvs_Task(
@@ -545,9 +395,11 @@ class VCenterDriver:
         )
 
     def _proxy_pnics(self, host: Any, target: str, dvs: Any) -> list[str]:
-        uuid = self._call(target, "read switch uuid", lambda: dvs.uuid)
-        proxies = self._call(target, "read proxy switches", lambda: list(host.config.network.proxySwitch))
-        keyed = {p.key: p.device for p in self._call(target, "read pnics", lambda: list(host.config.network.pnic))}
+        uuid = self.session.call(target, "read switch uuid", lambda: dvs.uuid)
+        proxies = self.session.call(target, "read proxy switches", lambda: list(host.config.network.proxySwitch))
+        keyed = {
+            p.key: p.device for p in self.session.call(target, "read pnics", lambda: list(host.config.network.pnic))
+        }
         return [keyed.get(k, k) for p in proxies if p.dvsUuid == uuid for k in (p.pnic or [])]
 
     def _ensure_vmknic(
@@ -560,14 +412,18 @@ class VCenterDriver:
 
         def vnic(name: str) -> Any:
             return next(
-                (v for v in self._call(target, "read vmknics", lambda: host.config.network.vnic) if v.device == name),
+                (
+                    v
+                    for v in self.session.call(target, "read vmknics", lambda: host.config.network.vnic)
+                    if v.device == name
+                ),
                 None,
             )
 
         current = vnic(device)
         if current is None:
             try:
-                created = self._call(
+                created = self.session.call(
                     target,
                     f"AddVirtualNic on {pg.name}",
                     lambda: ns.AddVirtualNic(portgroup="", nic=specs.vmknic_spec(uuid, key, address, mtu)),
@@ -579,7 +435,9 @@ class VCenterDriver:
                 target,
                 f"created {created} ({address}, MTU {mtu}) on {pg.name}",
                 f"remove {created}",
-                lambda: self._call(target, f"RemoveVirtualNic {created}", lambda: ns.RemoveVirtualNic(device=created)),
+                lambda: self.session.call(
+                    target, f"RemoveVirtualNic {created}", lambda: ns.RemoveVirtualNic(device=created)
+                ),
             )
             if created != device:
                 log.warning("%s: %s: ESXi named the new vmknic %s, not %s", self.name, target, created, device)
@@ -591,7 +449,7 @@ class VCenterDriver:
         if on_pg and ip_ok and current.spec.mtu == mtu:
             return device
         old_spec, old_pg = current.spec, current.portgroup or ""
-        network = self._call(target, "read network config", lambda: host.config.network)
+        network = self.session.call(target, "read network config", lambda: host.config.network)
         vss = next(
             (v for v in network.vswitch if v.spec.bridge and uplink in list(v.spec.bridge.nicDevice or [])), None
         )
@@ -601,7 +459,7 @@ class VCenterDriver:
             config = specs.vmknic_migration_config(
                 device, uuid, key, uplink, self._uplink_portgroup_key(dvs, target), vss, vss_pg
             )
-            self._call(
+            self.session.call(
                 target, f"migrate {device}+{uplink} to {pg.name}", lambda: ns.UpdateNetworkConfig(config, "modify")
             )
             restore = specs.vmknic_restore_config(device, old_spec, old_pg)
@@ -609,11 +467,13 @@ class VCenterDriver:
                 target,
                 f"migrated {device} and {uplink} from {vss.name} to {pg.name}",
                 f"{device} back to {old_pg}",
-                lambda: self._call(target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")),
+                lambda: self.session.call(
+                    target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")
+                ),
             )
         else:
             try:
-                self._call(
+                self.session.call(
                     target,
                     f"UpdateVirtualNic {device}",
                     lambda: ns.UpdateVirtualNic(device=device, nic=specs.vmknic_spec(uuid, key, address, mtu)),
@@ -626,7 +486,9 @@ class VCenterDriver:
                 target,
                 f"{device} set to {address}, MTU {mtu} on {pg.name}",
                 f"{device} back to its old settings",
-                lambda: self._call(target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")),
+                lambda: self.session.call(
+                    target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")
+                ),
             )
         self._verify_vmknic(vnic(device), target, uuid, key, want_ip, mtu)
         return device
@@ -652,13 +514,13 @@ class VCenterDriver:
             except vim.fault.InvalidName:
                 return None  # not set yet (vcsim); ESXi >= 6.5 always has it, default ""
 
-        current = self._call(target, f"read {specs.PVRDMA_OPTION}", read)
+        current = self.session.call(target, f"read {specs.PVRDMA_OPTION}", read)
         if current == device:
             return
-        self._call(
+        self.session.call(
             target, f"set {specs.PVRDMA_OPTION}={device}", lambda: om.UpdateOptions(specs.advanced_option(device))
         )
-        after = self._call(target, f"read {specs.PVRDMA_OPTION}", read)
+        after = self.session.call(target, f"read {specs.PVRDMA_OPTION}", read)
         if after != device:
             raise DriverError(f"{self.name}: {target}: {specs.PVRDMA_OPTION} reads {after!r} after setting {device!r}")
         old = current or ""
@@ -666,7 +528,7 @@ class VCenterDriver:
             target,
             f"{specs.PVRDMA_OPTION} {current!r} -> {device!r}",
             f"{specs.PVRDMA_OPTION} back to {old!r}",
-            lambda: self._call(
+            lambda: self.session.call(
                 target, f"reset {specs.PVRDMA_OPTION}", lambda: om.UpdateOptions(specs.advanced_option(old))
             ),
         )
@@ -676,7 +538,7 @@ class VCenterDriver:
         fw = host.configManager.firewallSystem
 
         def enabled() -> bool:
-            rulesets = self._call(target, "read firewall", lambda: list(fw.firewallInfo.ruleset))
+            rulesets = self.session.call(target, "read firewall", lambda: list(fw.firewallInfo.ruleset))
             found = next((r for r in rulesets if r.key == specs.PVRDMA_RULESET), None)
             if found is None:
                 raise DriverError(
@@ -686,20 +548,22 @@ class VCenterDriver:
 
         if enabled():
             return
-        self._call(target, "EnableRuleset pvrdma", lambda: fw.EnableRuleset(id=specs.PVRDMA_RULESET))
+        self.session.call(target, "EnableRuleset pvrdma", lambda: fw.EnableRuleset(id=specs.PVRDMA_RULESET))
         if not enabled():
             raise DriverError(f"{self.name}: {target}: firewall ruleset pvrdma still disabled after EnableRuleset")
         self._record(
             target,
             "firewall ruleset pvrdma enabled",
             "disable firewall ruleset pvrdma",
-            lambda: self._call(target, "DisableRuleset pvrdma", lambda: fw.DisableRuleset(id=specs.PVRDMA_RULESET)),
+            lambda: self.session.call(
+                target, "DisableRuleset pvrdma", lambda: fw.DisableRuleset(id=specs.PVRDMA_RULESET)
+            ),
         )
 
     def _check_rdma_device(self, host: Any, host_name: str, uplink: str) -> None:
         """Read-only: the host's RDMA device paired with the uplink must exist and be active."""
         target = f"host {host_name}"
-        devices = self._call(target, "read rdmaDevice", lambda: list(host.config.network.rdmaDevice or []))
+        devices = self.session.call(target, "read rdmaDevice", lambda: list(host.config.network.rdmaDevice or []))
         paired = [
             d
             for d in devices
@@ -730,7 +594,7 @@ class VCenterDriver:
         uuid, key = dvs.uuid, pg.key
 
         def read() -> tuple[Any, list[Any]]:
-            config = self._call(target, "read config", lambda: vm.config)
+            config = self.session.call(target, "read config", lambda: vm.config)
             nics = [d for d in config.hardware.device if isinstance(d, vim.vm.device.VirtualVmxnet3Vrdma)]
             return config, nics
 
@@ -755,7 +619,7 @@ class VCenterDriver:
             return
         spec = specs.vm_pvrdma_spec(None if locked_before else True, add=add, edit=edit)
         keys_before = {d.key for d in config.hardware.device}
-        self._wait(target, "ReconfigVM_Task (PVRDMA NIC, memory locked)", lambda: vm.ReconfigVM_Task(spec=spec))
+        self.session.wait(target, "ReconfigVM_Task (PVRDMA NIC, memory locked)", lambda: vm.ReconfigVM_Task(spec=spec))
         config, nics = read()
         if not (nics and on_pg(nics[0]) and config.memoryReservationLockedToMax):
             raise DriverError(f"{self.name}: {target}: PVRDMA NIC/memory lock read back wrong after ReconfigVM_Task")
@@ -773,7 +637,7 @@ class VCenterDriver:
                 if restore is not None:
                     restore.backing = old_backing
             back = specs.vm_pvrdma_spec(None if locked_before else False, remove=device, edit=restore)
-            self._wait(target, "ReconfigVM_Task (undo PVRDMA)", lambda: vm.ReconfigVM_Task(spec=back))
+            self.session.wait(target, "ReconfigVM_Task (undo PVRDMA)", lambda: vm.ReconfigVM_Task(spec=back))
 
         actions = [a for a, done in (("PVRDMA NIC added", add), ("PVRDMA NIC moved", edit)) if done is not None]
         if not locked_before:
@@ -794,12 +658,12 @@ class VCenterDriver:
 
     def inventory(self) -> dict[str, Any]:
         """vCenter and ESXi builds and the datacenter's hosts, for the qualification report."""
-        about = self._call(self.name, "read about", lambda: self._content.about)
+        about = self.session.call(self.name, "read about", lambda: self.session.content.about)
         dc = self._datacenter()
         hosts = []
-        for host in self._view(dc.hostFolder, vim.HostSystem):
-            product: Any = self._call("host", "read product", lambda h=host: h.config.product)  # type: ignore[misc]
-            rdma: Any = self._call("host", "read rdma", lambda h=host: list(h.config.network.rdmaDevice or []))  # type: ignore[misc]
+        for host in self.session.view(dc.hostFolder, vim.HostSystem):
+            product: Any = self.session.call("host", "read product", lambda h=host: h.config.product)  # type: ignore[misc]
+            rdma: Any = self.session.call("host", "read rdma", lambda h=host: list(h.config.network.rdmaDevice or []))  # type: ignore[misc]
             hosts.append(
                 {
                     "name": host.name,
