@@ -177,7 +177,7 @@ def test_compare_with_results_db_flags_the_halved_run_and_exits_1(history_db: Re
 
 def test_nightly_exit_code_leaves_out_only_waived_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A known failure still exits 1; with an active waiver in $FABQUAL_KNOWN_ISSUES the same run exits 0."""
-    from fabqual.report.nightly import exit_code
+    from fabqual.run.nightly import exit_code
 
     broken = night(real_run(), 6, T0, factor=0.01)
     for test in broken["tests"]:  # only the QD1 row fails

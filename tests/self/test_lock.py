@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from fabqual.report.lock import RackLockedError, lock_path, rack_lock
+from fabqual.run.lock import RackLockedError, lock_path, rack_lock
 from tests.self.test_report import FAKE_SUITE, RACK
 
 HOLD = """
 import sys, time
-from fabqual.report.lock import rack_lock
+from fabqual.run.lock import rack_lock
 with rack_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

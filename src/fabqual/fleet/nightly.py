@@ -4,7 +4,7 @@ The place is reserved (waiting its turn by priority), acquired and leased for
 the run (:mod:`fabqual.fleet.lease`); its topology is found through the
 coordinator — the place's ``topology`` tag names ``<topologies>/<name>.yaml`` —
 so one runner host serves any rack. The run itself is the same as on a locked
-rack (:func:`fabqual.report.nightly.run_locked`); the place replaces the file
+rack (:func:`fabqual.run.nightly.run_locked`); the place replaces the file
 lock. SIGTERM (and Ctrl-C) end the run and still give the place back.
 """
 
@@ -59,7 +59,7 @@ def run_on_place(
     lease_s: float = DEFAULT_LEASE_S,
     **run: Any,
 ) -> int:
-    from fabqual.report.nightly import EXIT_LAB, EXIT_LOCKED, run_locked
+    from fabqual.run.nightly import EXIT_LAB, EXIT_LOCKED, run_locked
 
     def say(line: str) -> None:
         print(f"fabqual nightly: {line}", flush=True)

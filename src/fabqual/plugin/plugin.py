@@ -22,6 +22,7 @@ from fabqual.links.base import SHORT_NAMES, MissingLink, offers
 from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
 from fabqual.plugin.outcomes import row_nodes
 from fabqual.plugin.run import QualificationRun
+from fabqual.report.pytest_report import REPORTED_RUN
 from fabqual.topology.model import LINK_TYPES
 
 TOPOLOGY_ENV = "FABQUAL_TOPOLOGY"
@@ -72,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         keep_lab=config.getoption("--keep-lab"),
         progress=_progress_line(config),
     )
+    config.stash[REPORTED_RUN] = config.stash[RUN]  # what the report reads of the run
     if topology:
         try:
             _ = config.stash[RUN].topology  # a bad file fails here, before any node is touched

@@ -69,6 +69,11 @@ class QualificationRun:
         return self.emulated_lab
 
     @property
+    def loaded_topology(self) -> Topology | None:
+        """The topology once it has been read, without reading it."""
+        return self._topology
+
+    @property
     def topology(self) -> Topology:
         if self._topology is None:
             self._topology = load_topology(self.topology_path)

@@ -33,11 +33,12 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 import fabqual
+from fabqual.executors.base import Executor
 from fabqual.measure import USER_PROPERTY
 from fabqual.redaction import contains_secret, install_log_redaction, of_topology, redact
 from fabqual.report.compare import MetricDelta, compare_runs, load_deviations
@@ -55,6 +56,7 @@ from fabqual.report.results import (
     run_stamp,
     write_results,
 )
+from fabqual.topology.model import Topology
 
 OUTPUT_PROPERTY = "fabqual_output"
 RESULTS_FILE_ENV = "FABQUAL_RESULTS_FILE"
@@ -87,6 +89,24 @@ class _Session:
     results_path: Path | None = None
 
 
+class ReportedRun(Protocol):
+    """What the report reads of a session's run. fabqual's main plugin stores its run under
+    :data:`REPORTED_RUN`; the report never imports the plugin."""
+
+    @property
+    def loaded_topology(self) -> Topology | None:
+        """The topology once the run has read it, else None (the report never loads it itself)."""
+
+    @property
+    def topology(self) -> Topology: ...
+
+    @property
+    def profile(self) -> str: ...
+
+    def executor(self, node_name: str) -> Executor: ...
+
+
+REPORTED_RUN = pytest.StashKey[ReportedRun]()
 STATE = pytest.StashKey[_Session]()
 OUTPUTS = pytest.StashKey[list[tuple[str, str]]]()
 EMITTED = pytest.StashKey[int]()
@@ -103,18 +123,15 @@ def contribute_inventory(config: pytest.Config, section: str, rows: list[dict[st
         state.extra[section] = [{str(k): str(v) for k, v in row.items()} for row in rows]
 
 
-def _run(config: pytest.Config) -> Any:
-    """The QualificationRun of the main plugin, or None when it is not active."""
-    from fabqual.plugin.keys import RUN
-
-    return config.stash.get(RUN, None)
+def _run(config: pytest.Config) -> ReportedRun | None:
+    """The run of the main plugin, or None when it is not active."""
+    return config.stash.get(REPORTED_RUN, None)
 
 
 def _secrets(config: pytest.Config) -> list[str]:
     run = _run(config)
-    if run is None or run._topology is None:
-        return []
-    return of_topology(run.topology)
+    topology = run.loaded_topology if run is not None else None
+    return of_topology(topology) if topology is not None else []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -262,7 +279,7 @@ def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:
     ]
 
 
-def _collect(run: Any) -> dict[str, Any]:
+def _collect(run: ReportedRun) -> dict[str, Any]:
     try:
         return collect_inventory(run.topology, run.executor)
     except Exception as error:  # the report must never break a qualification run

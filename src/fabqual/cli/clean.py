@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from fabqual.drivers.sweep import sweep_node
+from fabqual.cli.args import Subcommands, seconds, topology_path
 from fabqual.errors import FabqualError
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from fabqual.cli import topology_path
+    from fabqual.drivers.sweep import sweep_node
     from fabqual.executors import executor_for_node
-    from fabqual.report.lock import rack_lock
+    from fabqual.run.lock import rack_lock
     from fabqual.topology import load_topology
 
     topology = load_topology(topology_path(args.topology))
@@ -36,12 +36,12 @@ def _clean(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     parser = sub.add_parser("clean", help="undo what killed runs left on the nodes of a topology")
     parser.add_argument("--topology", help="topology file (default: the running emulated lab)")
     parser.add_argument("--dry-run", action="store_true", help="say what would be removed, change nothing")
     parser.add_argument(
         "--force", action="store_true", help="also sweep runs started from another controller host (cannot be probed)"
     )
-    parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the rack's lock")
+    parser.add_argument("--wait", type=seconds, default=0.0, help="seconds to wait for the rack's lock")
     parser.set_defaults(func=_clean)

@@ -1,13 +1,12 @@
-"""``fabqual compare`` and ``fabqual nightly``."""
+"""``fabqual compare``: two runs' results (and a baseline, and the rack's history) side by side."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
-from fabqual.errors import FabqualError
+from fabqual.cli.args import Subcommands
 from fabqual.report.compare import DEFAULT_DEVIATION, compare_runs, format_table, load_deviations
 from fabqual.report.results import load_results
 
@@ -19,16 +18,6 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a fraction like 0.1") from None
     if not 0 <= value < 10:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 10 (0.1 = 10%)")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text}: seconds cannot be negative")
     return value
 
 
@@ -73,47 +62,7 @@ def _against_history(args: argparse.Namespace, current: Any, deviations: dict[st
     return [m.key for m in assessment.regressions]
 
 
-def _nightly(args: argparse.Namespace) -> int:
-    from fabqual.report.nightly import run_nightly
-
-    extra = list(args.pytest_args)
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
-    run = {"reports": Path(args.reports), "tests": args.tests, "pytest_args": extra, "doctor": not args.no_doctor}
-    # The run's pytest session and the exit code read these two from the environment.
-    if args.results_db:
-        from fabqual.results_db.url import database_url
-
-        database_url(args.results_db)  # a wrong URL stops here, in one line, before the rack is taken
-        os.environ["FABQUAL_RESULTS_DB"] = args.results_db
-    if args.known_issues:
-        from fabqual.history.known_issues import load_known_issues
-
-        load_known_issues(args.known_issues)
-        os.environ["FABQUAL_KNOWN_ISSUES"] = args.known_issues
-    if args.coordinator:
-        from fabqual.fleet.coordinator import check_address, check_tags
-        from fabqual.fleet.nightly import run_on_place
-
-        if args.topology:
-            raise FabqualError("--topology and --coordinator exclude each other: the place's topology tag names it")
-        return run_on_place(
-            check_address(args.coordinator),
-            check_tags(args.tags or []),
-            topologies=Path(args.topologies),
-            prio=args.prio,
-            wait=args.wait,
-            lease_s=args.lease,
-            **run,
-        )
-    if args.tags:
-        raise FabqualError("--tags chooses a labgrid place: give --coordinator HOST:PORT too")
-    if not args.topology:
-        raise FabqualError("give --topology FILE (one rack) or --coordinator HOST:PORT --tags KEY=VALUE (a fleet)")
-    return run_nightly(Path(args.topology), wait=args.wait, **run)
-
-
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     compare = subparsers.add_parser(
         "compare",
         help="compare two runs' results (and a baseline); exit 1 when a metric regressed",
@@ -142,33 +91,3 @@ def register(subparsers: Any) -> None:
     )
     compare.add_argument("--known-issues", metavar="FILE", help="known-issues YAML: marks matching failures known")
     compare.set_defaults(func=_compare)
-
-    nightly = subparsers.add_parser(
-        "nightly",
-        help="the nightly rack run: lock, doctor, all links, HTML report, JSON, JUnit",
-        description="Exit 0: pass; 1: a test failed; 2: lab error or usage; 3: the rack is locked by another run."
-        " Arguments after -- go to pytest.",
-    )
-    nightly.add_argument("--topology", help="topology file of the rack (held by a file lock)")
-    nightly.add_argument("--wait", type=_seconds, default=0.0, help="wait up to SECONDS for the rack (lock or place)")
-    fleet = nightly.add_argument_group("a rack from labgrid's coordinator (instead of --topology)")
-    fleet.add_argument("--coordinator", metavar="HOST:PORT", help="labgrid coordinator handing out the racks")
-    fleet.add_argument("--tags", nargs="+", metavar="KEY=VALUE", help="what the place must offer, e.g. link=fc_nvme")
-    fleet.add_argument("--prio", type=int, default=0, help="reservation priority (higher goes first; default 0)")
-    fleet.add_argument(
-        "--lease", type=_seconds, default=600.0, help="seconds a killed runner keeps its place (default %(default)s)"
-    )
-    fleet.add_argument(
-        "--topologies", default="topologies", help="directory of <topology tag>.yaml files (default %(default)s)"
-    )
-    nightly.add_argument("--reports", default="reports", help="directory for the report, JUnit and results")
-    nightly.add_argument("--tests", default="tests/acceptance", help="what pytest runs (default tests/acceptance)")
-    nightly.add_argument("--no-doctor", action="store_true", help="skip the doctor before the run")
-    nightly.add_argument(
-        "--results-db", metavar="URL", help="results database (default $FABQUAL_RESULTS_DB, else REPORTS/results.db)"
-    )
-    nightly.add_argument(
-        "--known-issues", metavar="FILE", help="known-issues YAML; waived failures leave the exit code"
-    )
-    nightly.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then extra pytest arguments")
-    nightly.set_defaults(func=_nightly)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
+from fabqual.cli.args import Subcommands
 from fabqual.errors import FabqualError
 from fabqual.results_db.url import DEFAULT_DB, ENV
 
@@ -48,7 +48,7 @@ def _import(args: argparse.Namespace) -> int:
     return 2 if bad else 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     results = subparsers.add_parser("results", help="the results database: import earlier runs")
     sub = results.add_subparsers(dest="results_command", required=True)
     importer = sub.add_parser(

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from fabqual.errors import FabqualError
-from fabqual.report.lock import RackLockedError, rack_lock
 from fabqual.report.results import load_results, run_stamp
+from fabqual.run.lock import RackLockedError, rack_lock
 
 EXIT_PASS, EXIT_FAIL, EXIT_LAB, EXIT_LOCKED = 0, 1, 2, 3
 

@@ -1,8 +1,4 @@
-"""``fabqual lab up | down | status | ssh NODE [-- CMD...]``.
-
-The top-level CLI calls :func:`register`; ``python -m fabqual.lab.cli`` runs
-the same commands on their own.
-"""
+"""``fabqual lab up | down | status | ssh NODE [-- CMD...]``: the emulated lab by hand."""
 
 from __future__ import annotations
 
@@ -10,14 +6,14 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from typing import NoReturn
 
-from fabqual.errors import FabqualError, LabError
+from fabqual.cli.args import Subcommands
+from fabqual.errors import LabError
 from fabqual.lab.lab import GUESTS, EmulatedLab
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     """Add the ``lab`` command and its subcommands to a parent parser."""
     lab = subparsers.add_parser("lab", help="the emulated lab: two QEMU guests standing in for a rack")
     commands = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,down,status,ssh}")
@@ -31,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ssh.add_argument("node", choices=[name for name, _address in GUESTS])
     ssh.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run instead of a shell (after --)")
     ssh.set_defaults(func=_ssh)
-    lab.set_defaults(func=lambda _args: lab.print_help() or 2)
+    lab.set_defaults(func=lambda _args: _usage(lab))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def _progress(text: str) -> None:
@@ -93,21 +94,3 @@ def _ssh(args: argparse.Namespace) -> int:
         *cmd,
     ]  # fmt: skip
     os.execvp("ssh", argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fabqual")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except FabqualError as error:
-        print(f"fabqual: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("fabqual: interrupted; the lab was stopped", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

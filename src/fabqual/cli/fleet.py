@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
+from fabqual.cli.args import Subcommands
+from fabqual.cli.results import add_db_option, default_db
 from fabqual.history.known_issues import ENV as KNOWN_ISSUES_ENV
-from fabqual.results_db.cli import add_db_option, default_db
 
 
 def _count(text: str) -> int:
@@ -58,7 +58,7 @@ def _fleet(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     fleet = subparsers.add_parser(
         "fleet",
         help="write the fleet page: racks x link types, metric trends with history bands",
