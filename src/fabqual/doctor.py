@@ -18,9 +18,8 @@ from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, target_mod
 from fabqual.drivers.scratch import check_scratch
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
-from fabqual.topology.grammar import check_firmware_file, check_module
+from fabqual.topology.grammar import DISCOVER, check_firmware_file, check_module
 from fabqual.topology.model import (
-    DISCOVER,
     FcNvmeParams,
     Link,
     Node,
@@ -99,8 +98,12 @@ def requirements_of(topology: Topology) -> dict[str, dict[Requirement, set[str]]
 
 def _endpoint_requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
     reqs: list[Requirement] = []
-    module = lambda name: reqs.append(Requirement("module", name))  # noqa: E731
-    tool = lambda name: reqs.append(Requirement("tool", name))  # noqa: E731
+
+    def module(name: str) -> None:
+        reqs.append(Requirement("module", name))
+
+    def tool(name: str) -> None:
+        reqs.append(Requirement("tool", name))
 
     if link.type in ("fc_nvme", "ipofc") and device:
         hba = node.hba(device)

@@ -75,7 +75,7 @@ def _redact(value: Any, secrets: list[str]) -> Any:
 
 
 def contains_secret(text: str) -> bool:
-    return redact(text) != text
+    return bool(redact(text) != text)
 
 
 _FORMATTER = logging.Formatter()

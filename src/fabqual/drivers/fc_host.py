@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from fabqual.errors import LabError, ParseError
 from fabqual.executors.base import Executor
 from fabqual.executors.names import plain_name
-from fabqual.topology.model import DISCOVER, Hba, normalize_wwn
+from fabqual.topology.grammar import DISCOVER
+from fabqual.topology.model import Hba, normalize_wwn
 
 ATTRIBUTES = ("node_name", "port_name", "port_state", "speed", "port_type", "fabric_name", "symbolic_name")
 

@@ -28,7 +28,8 @@ from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
 from fabqual.links.handles import RdmaEndpoint
-from fabqual.topology.model import DISCOVER, Rnic
+from fabqual.topology.grammar import DISCOVER
+from fabqual.topology.model import Rnic
 
 PVRDMA_MODULE = "vmw_pvrdma"
 PVRDMA_DEVICE = "vmw_pvrdma0"

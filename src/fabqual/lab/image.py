@@ -168,7 +168,8 @@ class Image:
     key: str
 
     def info(self) -> dict[str, object]:
-        return json.loads((self.directory / "image.json").read_text())
+        info: dict[str, object] = json.loads((self.directory / "image.json").read_text())
+        return info
 
 
 def cache_root() -> Path:

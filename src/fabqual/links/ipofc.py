@@ -48,7 +48,8 @@ from fabqual.executors.names import plain_name
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.tunnel_handle import IpTunnel, NetnsExecutor, TunnelEnd
-from fabqual.topology.model import DISCOVER, Hba, IpofcParams, Node
+from fabqual.topology.grammar import DISCOVER
+from fabqual.topology.model import Hba, IpofcParams, Node
 
 # Makes the LUN's backstore on the target node (a ramdisk for self-tests, TCMU for the link).
 Backing = Callable[[Lio], Backstore]

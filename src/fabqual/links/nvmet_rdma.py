@@ -27,7 +27,8 @@ from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession, register
 from fabqual.links.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
 from fabqual.links.nvme_repair import restore_namespace
-from fabqual.topology.model import DISCOVER, NvmetRdmaParams, Rnic
+from fabqual.topology.grammar import DISCOVER
+from fabqual.topology.model import NvmetRdmaParams, Rnic
 
 PORT_UP_TIMEOUT = 30.0
 # A path given back reconnects within the host's reconnect_delay (2 s) once the port exports again.

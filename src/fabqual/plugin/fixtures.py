@@ -77,7 +77,8 @@ def thresholds(fabqual_run: QualificationRun) -> Any:
 @pytest.fixture(scope="session")
 def link(request: pytest.FixtureRequest) -> Link | MissingLink:
     """The link this test row runs on (parametrized by the plugin from the capability marker)."""
-    return request.param
+    row: Link | MissingLink = request.param
+    return row
 
 
 @pytest.fixture(scope="session")

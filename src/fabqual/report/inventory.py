@@ -134,4 +134,5 @@ def collect_inventory(
     ]
     esxi = [{"name": host.name, "vcenter": host.vcenter, "uplink": host.uplink} for host in topology.esxi_hosts]
     inventory: Inventory = {"nodes": nodes, "vcenters": vcenters, "esxi_hosts": esxi, "extra": dict(extra or {})}
-    return redact(inventory, of_topology(topology))
+    redacted: dict[str, Any] = redact(inventory, of_topology(topology))
+    return redacted

@@ -383,7 +383,8 @@ def _build_results(config: pytest.Config, state: _Session, exitstatus: int) -> R
         "tests": [{k: v for k, v in t.items() if k != "metrics"} for t in tests],
         "metrics": metrics,
     }
-    return redact(results, _secrets(config))
+    redacted: Results = redact(results, _secrets(config))
+    return redacted
 
 
 def _fill_case_levels(run: Any, tests: list[dict[str, Any]]) -> None:

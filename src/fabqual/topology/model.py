@@ -6,7 +6,7 @@ These records hold facts only. Drivers read them; nothing here touches a node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from fabqual.topology.grammar import (
     DISCOVER,
@@ -335,7 +335,15 @@ class Topology:
         return tuple(link for link in self.links if link.type == link_type)
 
 
-def _by_name(items: tuple, name: str):  # type: ignore[no-untyped-def]
+class _HasName(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_Named = TypeVar("_Named", bound=_HasName)
+
+
+def _by_name(items: tuple[_Named, ...], name: str) -> _Named:
     for item in items:
         if item.name == name:
             return item

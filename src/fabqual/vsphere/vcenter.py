@@ -223,7 +223,7 @@ class VCenterDriver:
         )
         if not versions:
             raise DriverError(f"{self.name}: offers no 7.0 vDS (offers: {[s.version for s in offered]})")
-        return versions[-1]
+        return str(versions[-1])
 
     def _ensure_switch(self, dc: Any, switch: str, mtu: int) -> Any:
         target = f"switch {switch}"
