@@ -18,7 +18,7 @@ The two sides alternate which goes first in each round, so drift and load from
 other work on the shared machine fall on both alike. Writes
 benchmarks/results/nvme.json and prints it.
 
-    /work/venv-dev/bin/python benchmarks/bench_nvme.py [--rounds 3] [--seconds 8]
+    python benchmarks/bench_nvme.py [--rounds 3] [--seconds 8]    # with the repository's .venv active
 
 Needs the shared lab running (``fabqual lab up``); it is never started or stopped here.
 Not a timed test: the numbers depend on the machine and its load (recorded too).

@@ -5,7 +5,7 @@ with the same key and known_hosts. The executor's time includes opening its one
 connection. The two sides run in alternating blocks of 20, so load from other
 work on a shared machine falls on both alike. Writes benchmarks/results/ssh.json and prints it.
 
-    /work/venv-dev/bin/python benchmarks/bench_ssh.py [--commands 200]
+    python benchmarks/bench_ssh.py [--commands 200]    # with the repository's .venv active
 
 Not a timed test: the numbers depend on the machine and its load (recorded too).
 """

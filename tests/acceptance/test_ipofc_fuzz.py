@@ -47,7 +47,7 @@ MIN_SENT = {"ci": BATCHES * BATCH // 2, "lab": 100_000}[strategies.PROFILE]
 MIN_FRAMES = BATCHES * FRAME_BATCH // 2
 READS = 2  # largest-transfer READs per batch: each takes real tunnel packets or waits the hold time
 # Software FCoE over the emulated lab's UDP link loses frames of bursts above ~512 KiB and has no
-# recovery (DESIGN.md; a fuzzed 1 MiB WRITE timed out with host status DID_TIME_OUT and left LIO
+# recovery (docs/emulated-lab.md; a fuzzed 1 MiB WRITE timed out with host status DID_TIME_OUT and left LIO
 # unable to remove the LUN; at 256 KiB a qualification run on a loaded host wedged the same way):
 # there the fuzz's large commands stop at 64 KiB, what 100k fuzzed CDBs crossed cleanly. FC and tcm_loop get
 # the largest transfer the initiator allows.

@@ -144,7 +144,7 @@ def test_ramdisk_over_fcoe_reads_writes_and_tears_down(guests: tuple[Executor, E
 
 
 def test_tcmu_runner_fbo_over_fcoe(guests: tuple[Executor, Executor]) -> None:
-    """DESIGN's TCMU path with a known-good peer: Debian's tcmu-runner (fbo, a CD-ROM) answers
+    """The TCMU path (docs/emulated-lab.md) with a known-good peer: Debian's tcmu-runner (fbo, a CD-ROM) answers
     INQUIRY on the far side through user_0 → tcm_fc → FCoE → sg."""
     tgt, ini = guests
     image, logs = "/var/tmp/fq_selftest_fbo.img", "/var/tmp/fq_selftest_tcmu"

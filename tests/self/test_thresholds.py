@@ -99,7 +99,7 @@ def test_a_profile_may_be_a_file_of_the_racks_own(tmp_path: Path) -> None:
 
 
 def test_emulated_numbers_follow_the_measurements() -> None:
-    """The emulated floors are fractions of DESIGN.md's measured numbers, not hardware figures."""
+    """The emulated floors are fractions of the measured numbers (docs/emulated-lab.md), not hardware figures."""
     emulated = load_thresholds("emulated")
     bound = emulated.bound("nvmet_rdma", "bw_gbps", {"size": "65536", "test": "ib_write_bw"}, line_rate=25.0)
     assert bound.threshold == pytest.approx(0.015) and "0.058-0.067 Gb/s" in bound.source

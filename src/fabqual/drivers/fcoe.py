@@ -3,7 +3,7 @@
 A controller is created with ``echo IF > /sys/bus/fcoe/ctlr_create``; it comes up
 disabled, already holding its ``fc_host`` (WWPN ``0x2000<mac>``), so the link
 driver can read the initiator's WWPN, configure the target's ACL, and only then
-enable the initiator (DESIGN.md's ORDER rule). Everything is journaled: teardown
+enable the initiator (the ORDER rule, docs/emulated-lab.md). Everything is journaled: teardown
 disables and destroys exactly the controllers created here.
 
 :func:`parse_remote_ports` is pure, tested on dumps captured in the emulated lab.
@@ -63,7 +63,7 @@ class RemotePort:
 
     @property
     def is_target(self) -> bool:
-        # -1 means the SCSI midlayer never attached a target (see DESIGN.md's ORDER rule).
+        # -1 means the SCSI midlayer never attached a target (see the ORDER rule, docs/emulated-lab.md).
         return "FCP Target" in self.roles and self.scsi_target_id >= 0 and self.port_state == "Online"
 
 

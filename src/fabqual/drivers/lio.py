@@ -8,7 +8,7 @@ plumbing) and ``user`` (TCMU: a userspace handler answers every command through
 (FCP on a QLogic HBA port in target mode) and ``tcm_loop`` (a local SCSI host:
 target and initiator in one node).
 
-ORDER (DESIGN.md): on FCoE the target must be configured before the initiator's
+ORDER (docs/emulated-lab.md): on FCoE the target must be configured before the initiator's
 controller is enabled, and ``tcm_fc`` must never be loaded on the initiator —
 :meth:`Lio.fc_tpg` loads it, so call it only on the target node.
 """

@@ -1,6 +1,6 @@
 """The ``ipofc`` link: IP through SCSI commands, carried by LIO over Fibre Channel.
 
-Composition, target end first (DESIGN.md's ORDER rule):
+Composition, target end first (the ORDER rule, docs/emulated-lab.md):
 
 1. target node: FCoE controller on the data netdev, enabled (VN2VN, no switch);
 2. initiator node: FCoE controller created but still disabled — its WWPN is known;
