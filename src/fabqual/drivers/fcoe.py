@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from fabqual.drivers.fc_host import FcHostPort, fc_hosts
-from fabqual.drivers.journal import Journal, exists, modprobe, read, write
+from fabqual.drivers.journal import Journal, exists, modprobe, write
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
@@ -211,10 +211,6 @@ def fcoe_state(executor: Executor) -> list[str]:
     """FCoE controllers present on a node (for leak checks)."""
     out = executor.run(f"ls {BUS}/devices 2>/dev/null; true", timeout=30).stdout
     return sorted(out.split())
-
-
-def controller_mode(executor: Executor, ctlr: str) -> str:
-    return read(executor, f"{BUS}/devices/{ctlr}/mode")
 
 
 def _destroy_command(ctlr: str, netdev: str) -> str:

@@ -156,16 +156,3 @@ class NvmetTarget:
     @staticmethod
     def _port_link(port_id: str, nqn: str) -> str:
         return f"{ROOT}/ports/{port_id}/subsystems/{nqn}"
-
-
-def nvmet_state(executor: Executor) -> dict[str, list[str]]:
-    """What nvmet holds on a node now: subsystems and ports (for leak checks)."""
-    out = executor.run(f"ls {ROOT}/subsystems {ROOT}/ports 2>/dev/null; true", timeout=30).stdout
-    state: dict[str, list[str]] = {"subsystems": [], "ports": []}
-    current = ""
-    for line in out.splitlines():
-        if line.endswith(":"):
-            current = line.rstrip(":").rsplit("/", 1)[-1]
-        elif line.strip() and current in state:
-            state[current].extend(line.split())
-    return state

@@ -3,8 +3,8 @@
 Stdlib only (runs in the lab guests). :class:`Ring` is the protocol over any
 writable buffer (the ``mmap`` of ``/dev/uioN`` at run time, a ``bytearray`` in
 tests); :class:`TcmuDevice` is the thin kernel-facing part (find the UIO device,
-mmap it, wait for and acknowledge interrupts); :func:`create_backstore` /
-:func:`remove_backstore` the configfs steps.
+mmap it, wait for and acknowledge interrupts). The backstore itself is created
+by the LIO driver (:mod:`fabqual.drivers.lio`).
 
 Offsets are those of Debian 12's ``/usr/include/linux/target_core_user.h`` as
 compiled by gcc (``offsetof``): the ``req`` struct inside the packed entry is
@@ -289,50 +289,3 @@ class TcmuDevice:
     def close(self) -> None:
         self.map.close()
         os.close(self.fd)
-
-
-CONFIGFS = Path("/sys/kernel/config/target/core")
-
-
-def create_backstore(
-    name: str,
-    config: str,
-    *,
-    hba: int = 0,
-    size: int = 1 << 40,
-    hw_block_size: int = 512,
-    hw_max_sectors: int = 8192,
-    max_data_area_mb: int = 256,
-    root: Path = CONFIGFS,
-) -> Path:
-    """Create and enable ``user_<hba>/<name>`` with ``dev_config=<config>``; returns its configfs dir.
-
-    ``nl_reply_supported=-1``: no tcmu-runner answers netlink for our subtype.
-    """
-    if "/" not in config or ":" in config:
-        raise DriverError(f"TCMU dev_config {config!r} must be '<subtype>/<cfg>' without ':'")
-    path = root / f"user_{hba}" / name
-    path.mkdir(parents=True, exist_ok=False)
-    control = (
-        f"dev_config={config},dev_size={size},hw_block_size={hw_block_size},hw_max_sectors={hw_max_sectors},"
-        f"max_data_area_mb={max_data_area_mb},nl_reply_supported=-1"
-    )
-    (path / "control").write_text(control)
-    (path / "enable").write_text("1")
-    return path
-
-
-def remove_backstore(path: Path) -> None:
-    """Remove a backstore created by :func:`create_backstore` (its LUN links must be gone first)."""
-    if path.exists():
-        path.rmdir()
-
-
-if __name__ == "__main__":
-    # ``python3 -m fabqual.ipofc.tcmu --uio ... --tun ...`` is the link driver's first spelling
-    # of the target daemon; the CLI lives in fabqual.ipofc.target_daemon.
-    import sys
-
-    from fabqual.ipofc.target_daemon import main
-
-    sys.exit(main())
