@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from fabqual.cli.args import Subcommands, topology_path
-
-if TYPE_CHECKING:
-    from fabqual.executors.base import Executor
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from fabqual.doctor import run_doctor
-    from fabqual.executors import executor_for_node
+    from fabqual.executors import NodeExecutors
     from fabqual.topology import load_topology
 
     topology = load_topology(topology_path(args.topology))
-    executors: dict[str, Executor] = {}
-
-    def executor_for(name: str) -> Executor:
-        if name not in executors:
-            executors[name] = executor_for_node(topology.node(name))
-        return executors[name]
-
-    try:
+    with NodeExecutors(topology) as executor_for:
         report = run_doctor(topology, executor_for)
-    finally:
-        for executor in executors.values():
-            executor.close()
     for node, count in sorted(report.checked.items()):
         print(f"{node}: checked {count} requirements")
     for problem in report.problems:

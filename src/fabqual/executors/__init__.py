@@ -14,13 +14,14 @@ from fabqual.executors.local import LocalExecutor
 from fabqual.executors.ssh import SshExecutor
 
 if TYPE_CHECKING:
-    from fabqual.topology.model import Node
+    from fabqual.topology.model import Node, Topology
 
 __all__ = [
     "LOCAL_ADDRESS",
     "CommandResult",
     "Executor",
     "LocalExecutor",
+    "NodeExecutors",
     "SshExecutor",
     "executor_for_node",
     "log_step",
@@ -35,3 +36,30 @@ def executor_for_node(node: Node) -> Executor:
     if node.address == LOCAL_ADDRESS:
         return LocalExecutor(node.name)
     return SshExecutor.for_node(node)
+
+
+class NodeExecutors:
+    """One executor per node of a topology, opened on first use; ``with`` closes them all.
+
+    ``executors(name)`` is what :func:`fabqual.doctor.run_doctor` and the other
+    per-node walks take as their ``executor_for``.
+    """
+
+    def __init__(self, topology: Topology) -> None:
+        self._topology = topology
+        self._open: dict[str, Executor] = {}
+
+    def __call__(self, name: str) -> Executor:
+        if name not in self._open:
+            self._open[name] = executor_for_node(self._topology.node(name))
+        return self._open[name]
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
+
+    def __enter__(self) -> NodeExecutors:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

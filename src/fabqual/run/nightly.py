@@ -38,23 +38,14 @@ def _say(line: str) -> None:
 def _doctor(topology: Any, out: Path) -> None:
     """Run the doctor and keep its lines; its findings also become errors of the blocked links."""
     from fabqual.doctor import run_doctor
-    from fabqual.executors import executor_for_node
-
-    executors: dict[str, Any] = {}
-
-    def executor_for(name: str) -> Any:
-        if name not in executors:
-            executors[name] = executor_for_node(topology.node(name))
-        return executors[name]
+    from fabqual.executors import NodeExecutors
 
     try:
-        report = run_doctor(topology, executor_for)
+        with NodeExecutors(topology) as executor_for:
+            report = run_doctor(topology, executor_for)
         lines = [f"PROBLEM {p.line()}" for p in report.problems] or [f"{topology.name}: no problems found"]
     except FabqualError as error:
         lines = [f"doctor could not run: {str(error).splitlines()[0]}"]
-    finally:
-        for executor in executors.values():
-            executor.close()
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for line in lines:
         _say(f"doctor: {line}")
