@@ -18,11 +18,12 @@ from fabqual.drivers.fc_host import parse_fc_hosts
 from fabqual.drivers.fcoe import colon_wwn, fcoe_state, parse_remote_ports
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.lio import Lio, lio_state
+from fabqual.drivers.lio_export import export_over_fcoe, export_over_loop, ramdisk
 from fabqual.drivers.rundir import RUNS
 from fabqual.drivers.scsi_generic import parse_sg_dd_rate, parse_sg_devices
 from fabqual.errors import DriverError, ParseError
 from fabqual.executors.base import Executor
-from fabqual.links.ipofc import Process, export_over_fcoe, export_over_loop, ramdisk, tunnel_addresses
+from fabqual.links.ipofc import Process, tunnel_addresses
 from fabqual.topology import Topology
 
 CAPTURES = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "fcoe"  # origin: README.md there

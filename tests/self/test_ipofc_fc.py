@@ -24,11 +24,12 @@ from fabqual.doctor import Requirement, check_requirement
 from fabqual.drivers.fc_host import FcHostPort, parse_fc_hosts, parse_qlini_mode, pick_port
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.lio import ROOT, Lio, lio_state
+from fabqual.drivers.lio_export import export_over_fc, ramdisk
 from fabqual.drivers.rundir import RUNS
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor
 from fabqual.executors.ssh import SshExecutor
-from fabqual.links.ipofc import IpofcLink, export_over_fc, ramdisk
+from fabqual.links.ipofc import IpofcLink
 from fabqual.topology import Topology, parse_topology
 from fabqual.topology.model import Hba
 
