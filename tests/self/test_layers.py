@@ -77,6 +77,22 @@ RULES = (
     Rule(
         "report never imports plugin (the plugin hands the report what it reads)", "fabqual.report", ("fabqual.plugin",)
     ),
+    *(
+        Rule(
+            f"{block.removeprefix('fabqual.')} never imports links, the plugin, report, run or fleet (built of it)",
+            block,
+            ("fabqual.links", "fabqual.plugin", "fabqual.report", "fabqual.run", "fabqual.fleet"),
+        )
+        for block in ("fabqual.vsphere", "fabqual.lab", "fabqual.doctor", "fabqual.health", "fabqual.conformance")
+    ),
+    *(
+        Rule(
+            f"{lower.removeprefix('fabqual.')} never imports run or fleet (they drive it)",
+            lower,
+            ("fabqual.run", "fabqual.fleet"),
+        )
+        for lower in ("fabqual.report", "fabqual.history", "fabqual.results_db")
+    ),
     Rule("nothing imports the command line (it sits on top)", "*", ("fabqual.cli",), exempt=("fabqual.cli",)),
     Rule("only the SSH executor imports paramiko", "*", ("paramiko",), exempt=("fabqual.executors.ssh",)),
     Rule("only the vSphere package imports pyVmomi", "*", ("pyVmomi", "pyVim"), exempt=("fabqual.vsphere",)),
@@ -163,6 +179,8 @@ def test_temporary_exceptions_are_still_needed() -> None:
         ("ipofc/example.py", "import yaml", "the guest runtime"),
         ("lab/example.py", "from fabqual import cli", "nothing imports the command line"),
         ("topology/example.py", "from fabqual.executors.base import Executor", "topology imports nothing above it"),
+        ("lab/example.py", "from fabqual.links import base", "lab never imports links"),
+        ("history/example.py", "import fabqual.run.nightly", "history never imports run or fleet"),
     ],
 )
 def test_a_planted_violation_names_file_line_and_rule(tmp_path: Path, module: str, statement: str, rule: str) -> None:
