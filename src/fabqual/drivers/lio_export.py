@@ -1,6 +1,6 @@
 """A LUN of one node's LIO exported to another node over Fibre Channel, found there as ``/dev/sgN``.
 
-Three ways across, each in the order the kernel needs (DESIGN.md's ORDER rule):
+Three ways across, each in the order the kernel needs (the ORDER rule, docs/emulated-lab.md):
 
 - :func:`export_over_fcoe`: software FCoE (VN2VN) on both nodes; the target's
   controller is enabled first, the initiator's created disabled (only its WWPN is
