@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fabqual.drivers.background import BackgroundProcess
 from fabqual.drivers.fc_host import parse_fc_hosts
 from fabqual.drivers.fcoe import colon_wwn, fcoe_state, parse_remote_ports
 from fabqual.drivers.journal import Journal
@@ -23,7 +24,7 @@ from fabqual.drivers.rundir import RUNS
 from fabqual.drivers.scsi_generic import parse_sg_dd_rate, parse_sg_devices
 from fabqual.errors import DriverError, ParseError
 from fabqual.executors.base import Executor
-from fabqual.links.ipofc import Process, tunnel_addresses
+from fabqual.links.ipofc import tunnel_addresses
 from fabqual.topology import Topology
 
 CAPTURES = Path(__file__).resolve().parents[2] / "fixtures" / "outputs" / "fcoe"  # origin: README.md there
@@ -155,7 +156,9 @@ def test_tcmu_runner_fbo_over_fcoe(guests: tuple[Executor, Executor]) -> None:
     try:
         tgt.run(f"truncate -s 16M {image} && mkdir -p {logs}", timeout=30)
         journal.record_command(tgt, "fbo image", f"rm -rf {image} {logs}")
-        runner = Process(tgt, journal, "tcmu-runner", f"exec tcmu-runner -l {logs}", f"{logs}/stdout.log")
+        runner = BackgroundProcess(
+            tgt, journal, "tcmu-runner", f"exec tcmu-runner -l {logs}", log_file=f"{logs}/stdout.log"
+        )
 
         def fbo(lio: Lio):  # type: ignore[no-untyped-def]
             store, _uio = lio.user_backstore("fq_selftest_fbo", 16 << 20, "fbo", "/" + image)
@@ -230,7 +233,10 @@ def test_link_up_with_a_dying_handler_fails_clearly_and_leaves_nothing(
     driver = driver_for(LinkContext(topology, link, lambda name: executors[name]))
     assert isinstance(driver, ipofc.IpofcLink) and isinstance(tgt, SshExecutor)
     try:
-        with pytest.raises(DriverError, match=r"IPoFC target daemon .* exited: handler gave up on /dev/uio"):
+        with pytest.raises(
+            DriverError,
+            match=r"IPoFC target daemon \(pid \d+\) exited before printing .*\n +handler gave up on /dev/uio",
+        ):
             driver.up()
     finally:
         driver.down()

@@ -354,7 +354,8 @@ def test_run_perftest_reports_a_server_that_cannot_start_and_cleans_up() -> None
     """The server side fails for real (no device): a LabError with perftest's own words,
     and neither a process nor a log file is left behind."""
     executor = LocalExecutor()
-    with pytest.raises(LabError, match=r"(?s)port 18599 exited: .*Unable to find the Infiniband/RoCE"):
+    exited = r"(?s)port 18599 \(pid \d+\) exited before listening on TCP port 18599; the last lines "
+    with pytest.raises(LabError, match=exited + ".*Unable to find the Infiniband/RoCE"):
         run_perftest(
             executor, executor, test="ib_write_bw", device="rxe0", gid_index=1, server_address="127.0.0.1",
             size=65536, iterations=10, port=18599,

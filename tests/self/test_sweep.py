@@ -92,7 +92,8 @@ import sys, time
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.rundir import RunDirs
 from fabqual.executors.ssh import SshExecutor
-from fabqual.links.ipofc import Process, TunDevice, raise_min_tso_segs
+from fabqual.drivers.background import BackgroundProcess
+from fabqual.links.ipofc import TunDevice, raise_min_tso_segs
 from fabqual.links.tunnel_handle import NetnsExecutor
 from fabqual.topology import load_topology
 
@@ -104,7 +105,7 @@ journal.record_command(tgt, "network namespace fq-sweep", "ip netns del fq-sweep
 inside = NetnsExecutor(tgt, "fq-sweep")
 TunDevice(inside, journal, "fqsw0", "10.99.0.1", 30)
 raise_min_tso_segs(inside, journal)
-Process(tgt, journal, "sweep test daemon", "exec sleep 600", journal.run_dirs.path(tgt) + "/daemon.log")
+BackgroundProcess(tgt, journal, "sweep test daemon", "exec sleep 600")
 print("ready", journal.run_dirs.path(tgt), flush=True)
 time.sleep(600)
 """

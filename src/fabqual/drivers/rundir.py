@@ -196,20 +196,24 @@ def on_node(executor: Executor, command: str) -> tuple[Executor, str]:
     return executor, command
 
 
-def _stop_marked(run_id: str) -> str:
-    """Shell, with the pid in ``$p``: stop its process group (or it) only if it carries this run's mark."""
+def _stop_marked(run_id: str, grace_s: float = 5.0) -> str:
+    """Shell, with the pid in ``$p``: only if it carries this run's mark, TERM its process group (or
+    it), KILL what is left after ``grace_s``, and wait until it is gone."""
     mark = shlex.quote(f"{RUN_ENV}={run_id}")
+    ticks = max(1, round(grace_s * 10))
     return (
         f"tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qxF {mark}"
         " && { kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null;"
-        " for i in $(seq 50); do kill -0 $p 2>/dev/null || break; sleep 0.1; done;"
-        " kill -KILL -$p 2>/dev/null || kill -KILL $p 2>/dev/null; true; }"
+        f" for i in $(seq {ticks}); do kill -0 $p 2>/dev/null || break; sleep 0.1; done;"
+        " kill -KILL -$p 2>/dev/null || kill -KILL $p 2>/dev/null;"
+        " for i in $(seq 50); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; true; }"
     )
 
 
-def stop_pidfile_command(pidfile: str, run_id: str) -> str:
+def stop_pidfile_command(pidfile: str, run_id: str, *, grace_s: float = 5.0) -> str:
     """Shell: stop the daemon whose pid is in ``pidfile`` if (and only if) it carries this run's mark."""
-    return f'p=$(cat {shlex.quote(pidfile)} 2>/dev/null); [ -z "$p" ] || {{ {_stop_marked(run_id)}; }}; true'
+    stop = _stop_marked(run_id, grace_s)
+    return f'p=$(cat {shlex.quote(pidfile)} 2>/dev/null); [ -z "$p" ] || {{ {stop}; }}; true'
 
 
 def stop_all_command(path: str, run_id: str) -> str:

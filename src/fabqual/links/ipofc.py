@@ -28,12 +28,12 @@ Everything is journaled; ``down()`` undoes it in reverse, also after a failed ``
 from __future__ import annotations
 
 import ipaddress
-import re
 import shlex
 import time
 from pathlib import Path
 
 import fabqual
+from fabqual.drivers.background import BackgroundProcess
 from fabqual.drivers.fc_host import FcHostPort, resolve_port
 from fabqual.drivers.journal import Journal, write
 from fabqual.drivers.lio import Backstore, Lio
@@ -44,7 +44,6 @@ from fabqual.drivers.lio_export import (
     export_over_loop,
     sg_inquiry_identity,
 )
-from fabqual.drivers.rundir import RUN_ENV, stop_pidfile_command
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
@@ -86,75 +85,6 @@ def upload_runtime(executor: Executor, journal: Journal, remote_dir: str) -> Non
     journal.record_command(executor, f"runtime directory {remote_dir}", f"rm -rf {q}")
     for local, relative in runtime_files():
         executor.put(local, f"{remote_dir}/{relative}")
-
-
-class Process:
-    """A background process on a node, logged to a file that is shown when it fails.
-
-    It runs with the run's mark in its environment (``FABQUAL_RUN=<run id>``) and its
-    pid in a pidfile of the run directory, so a later run can stop it after this
-    process was killed, and never stops a process that reused the pid.
-    """
-
-    def __init__(self, executor: Executor, journal: Journal, name: str, command: str, log_file: str) -> None:
-        self.executor = executor
-        self.name = name
-        self.log_file = log_file
-        run = journal.run_dirs
-        pidfile = run.pidfile(executor, re.sub(r"[^A-Za-z0-9_.-]", "_", f"{Path(log_file).parent.name}-{name}"))
-        # Recorded first so it is undone last: the log outlives the process for the error message.
-        journal.record_command(executor, f"{name} log", f"rm -f {shlex.quote(log_file)}")
-        log_step(executor.node, f"start {name}: {command}")
-        mark = shlex.quote(f"{RUN_ENV}={run.owner.run_id}")
-        out = executor.run(
-            f"nohup setsid env {mark} sh -c {shlex.quote(command)} > {shlex.quote(log_file)} 2>&1 < /dev/null &"
-            f" echo $! > {shlex.quote(pidfile)}; echo $!",
-            timeout=30,
-        )
-        self.pid = int(out.stdout.split()[-1])
-        journal.record(
-            executor.node,
-            f"{name} (pid {self.pid})",
-            self.stop,
-            replay=stop_pidfile_command(pidfile, run.owner.run_id),
-            executor=executor,
-        )
-
-    def alive(self) -> bool:
-        return self.executor.run(f"kill -0 {self.pid}", timeout=30, check=False).ok
-
-    def log_tail(self, lines: int = 20) -> str:
-        return self.executor.run(f"tail -n {lines} {shlex.quote(self.log_file)}", timeout=30, check=False).stdout
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            tail = " | ".join(self.log_tail().strip().splitlines()[-5:])
-            raise DriverError(f"{self.executor.node}: {self.name} (pid {self.pid}) exited: {tail or 'no output'}")
-
-    def wait_for(self, pattern: str, *, timeout: float = 60.0) -> str:
-        """The first log line matching ``pattern`` (e.g. the daemon's "ready" line); fails early if it exits."""
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while True:
-            for line in self.log_tail(200).splitlines():
-                if regex.search(line):
-                    return line
-            self.check_alive()
-            if time.monotonic() > deadline:
-                tail = " | ".join(self.log_tail().strip().splitlines()[-3:])
-                raise DriverError(
-                    f"{self.executor.node}: {self.name} printed no line matching {pattern!r} in {timeout:.0f} s:"
-                    f" {tail or 'no output'}"
-                )
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        # setsid made the pid a process group: end the whole group, then wait for it to be gone.
-        self.executor.run(
-            f"kill -TERM -{self.pid} 2>/dev/null; for i in $(seq 50); do kill -0 {self.pid} 2>/dev/null || exit 0;"
-            f" sleep 0.1; done; kill -KILL -{self.pid} 2>/dev/null; true",
-            timeout=30,
-        )
 
 
 def end_hba(context: LinkContext, role: str) -> tuple[Node, Hba]:
@@ -248,7 +178,7 @@ class IpofcLink:
             raise DriverError(f"link {self.link.name}: ipofc link without ipofc params")
         self.params: IpofcParams = self.link.params
         self.inquiry = StandardInquiry()
-        self.processes: list[Process] = []
+        self.processes: list[BackgroundProcess] = []
 
     def remote_dir(self, executor: Executor) -> str:
         """Where the runtime lives on a node: in the run's private directory, per link (two may share a node)."""
@@ -262,14 +192,14 @@ class IpofcLink:
         self.journal.record_command(executor, f"network namespace {name}", f"ip netns del {q}")
         return NetnsExecutor(executor, name)
 
-    def _start(self, executor: Executor, role: str, command: str) -> Process:
+    def _start(self, executor: Executor, role: str, command: str) -> BackgroundProcess:
         remote_dir = self.remote_dir(executor)
-        process = Process(
+        process = BackgroundProcess(
             executor,
             self.journal,
             f"IPoFC {role} daemon",
             f"cd {shlex.quote(remote_dir)} && {command}",
-            f"{remote_dir}/{role}.log",
+            log_file=f"{remote_dir}/{role}.log",
         )
         self.processes.append(process)
         return process
@@ -287,7 +217,7 @@ class IpofcLink:
             uio_out.append(uio)
             command = TARGET_COMMAND.format(uio=uio, tun=TUN_NAMES["target"], offload=self._offload_flag())
             daemon = self._start(where, "target", command)
-            daemon.wait_for(r"^ready target ")  # serving the ring before the LUN is exported and scanned
+            daemon.wait_for_line(r"^ready target ")  # serving the ring before the LUN is exported and scanned
             return store
 
         return backing
@@ -371,7 +301,7 @@ class IpofcLink:
             "initiator",
             INITIATOR_COMMAND.format(sg=lun.sg.path, tun=TUN_NAMES["initiator"], offload=self._offload_flag()),
         )
-        daemon.wait_for(r"^ready initiator ")
+        daemon.wait_for_line(r"^ready initiator ")
         self._wait_tunnel(initiator_run, address_t)
 
         def set_mtu_both(new_mtu: int) -> None:

@@ -18,14 +18,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from fabqual.drivers.rundir import private_dir
-from fabqual.errors import LabError, ParseError
+from fabqual.drivers.background import serving
+from fabqual.errors import ParseError
 from fabqual.executors.base import Executor, command_text, log_step
-from fabqual.executors.names import node_pid
 from fabqual.tools._numbers import non_negative, positive
 
 TOOL = "iperf3"
@@ -148,6 +146,7 @@ def _dict(parent: dict[str, Any], key: str, output: str) -> dict[str, Any]:
     return value
 
 
+LISTEN_TIMEOUT = 30.0
 # A fresh port per run, so a server left over from an interrupted run cannot answer.
 _ports = itertools.count(5301 + os.getpid() % 500)
 
@@ -188,32 +187,13 @@ def run_iperf3(
     """Serve once on ``server``, measure from ``client`` to ``address``; the server is
     always stopped afterwards, also when the client fails."""
     port = port if port is not None else next(_ports)
-    log_file = f"{private_dir(server)}/iperf3-{port}.log"  # the run's own directory on the node
-    limit = seconds + 60  # the server exits by itself after one test (-1) or at this limit
-    log_step(server.node, f"start iperf3 server on port {port}")
-    started = server.run(
-        f"nohup timeout {limit} iperf3 -s -1 --forceflush -p {port} > {log_file} 2>&1 < /dev/null & echo $!", timeout=30
-    )
-    pid = node_pid(server.node, started.stdout)
-    try:
-        _wait_listening(server, log_file, port)
+    # -1: the server exits by itself after one test; timeout: at the latest after this limit.
+    serve = f"exec timeout {seconds + 60} iperf3 -s -1 --forceflush -p {port}"
+    with serving(server, f"iperf3 server port {port}", serve) as process:
+        process.wait_for_line("Server listening", timeout=LISTEN_TIMEOUT)  # a client before that is refused
         command = iperf3_client_command(
             address, port, udp=udp, reverse=reverse, seconds=seconds, bitrate=bitrate, streams=streams
         )
         log_step(client.node, f"iperf3 {'UDP' if udp else 'TCP'}{' reverse' if reverse else ''} to {address}")
         result = client.run(command_text(command), timeout=seconds + 60, check=False)
         return parse_iperf3(result.stdout or result.stderr)
-    finally:
-        server.run(f"kill {pid} 2>/dev/null; rm -f {log_file}", timeout=30, check=False)
-
-
-def _wait_listening(server: Executor, log_file: str, port: int, within: float = 15.0) -> None:
-    """Wait for the server's "Server listening" line: a client started earlier is refused."""
-    deadline = time.monotonic() + within
-    while True:
-        log = server.run(f"cat {log_file}", timeout=30, check=False).stdout
-        if "Server listening" in log:
-            return
-        if time.monotonic() > deadline or "error" in log:
-            raise LabError(f"{server.node}: iperf3 server on port {port} did not start listening: {log.strip()[-300:]}")
-        time.sleep(0.2)

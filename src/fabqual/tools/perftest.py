@@ -36,18 +36,18 @@ import json
 import math
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fabqual.drivers.background import serving
 from fabqual.drivers.rundir import private_dir
-from fabqual.errors import CommandError, LabError, ParseError
+from fabqual.errors import CommandError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
-from fabqual.executors.names import node_pid
 from fabqual.tools._numbers import non_negative, positive
 
 TOOL = "perftest"
 JSON_TOOL = "perftest --out_json"
+LISTEN_TIMEOUT = 30.0
 
 BW_TESTS = ("ib_write_bw", "ib_read_bw", "ib_send_bw")
 LAT_TESTS = ("ib_write_lat", "ib_read_lat", "ib_send_lat")
@@ -479,48 +479,28 @@ def _server_and_client(
 ) -> PerftestResult:
     """One run: the server in the background, the client against it, its report parsed; the server stopped."""
     test = server_cmd[0]
-    base = _files(server, port)
     json_base = _files(client, port)
-    log_step(server.node, f"start {test} server on port {port}")
-    started = server.run(
-        f"nohup timeout {int(timeout_s) + 30} {command_text(server_cmd)} > {base}.server.log 2>&1 < /dev/null"
-        " & echo $!",
-        timeout=30,
-    )
-    pid = node_pid(server.node, started.stdout)
+    serve = f"exec timeout {int(timeout_s) + 30} {command_text(server_cmd)}"
     try:
-        _wait_listening(server, pid, port, f"{base}.server.log")
-        log_step(client.node, f"{test} client to {client_cmd[-1]}:{port}")
-        result = client.run(f"timeout {int(timeout_s)} {command_text(client_cmd)}", timeout=timeout_s + 30, check=False)
-        output = result.stdout + result.stderr
-        if not result.ok:
-            server_log = server.run(f"cat {base}.server.log", timeout=30, check=False).stdout
-            # The table, if any, says more than the exit status; if none, show both sides.
-            try:
-                parse_perftest(output)
-            except ParseError as error:
-                both = f"{output}\n--- server ---\n{server_log}"
-                raise ParseError(TOOL, f"{test} client exited {result.exit_status}: {error}", both) from None
-            raise CommandError(result)
-        if out_json:
-            text = client.run(f"cat {json_base}.json", timeout=30, check=False).stdout
-            return parse_perftest_json(text, bw_unit="Gb/sec")
-        return parse_perftest(output)
+        with serving(server, f"{test} server port {port}", serve) as process:
+            process.wait_for_port(port, timeout=LISTEN_TIMEOUT)  # a client started earlier is refused
+            log_step(client.node, f"{test} client to {client_cmd[-1]}:{port}")
+            result = client.run(
+                f"timeout {int(timeout_s)} {command_text(client_cmd)}", timeout=timeout_s + 30, check=False
+            )
+            output = result.stdout + result.stderr
+            if not result.ok:
+                # The table, if any, says more than the exit status; if none, show both sides.
+                try:
+                    parse_perftest(output)
+                except ParseError as error:
+                    both = f"{output}\n--- server ---\n{process.log_tail(40)}"
+                    raise ParseError(TOOL, f"{test} client exited {result.exit_status}: {error}", both) from None
+                raise CommandError(result)
+            if out_json:
+                text = client.run(f"cat {json_base}.json", timeout=30, check=False).stdout
+                return parse_perftest_json(text, bw_unit="Gb/sec")
+            return parse_perftest(output)
     finally:
-        server.run(f"kill {pid} 2>/dev/null; rm -f {base}.server.log", timeout=30, check=False)
         if out_json:
             client.run(f"rm -f {json_base}.json", timeout=30, check=False)
-
-
-def _wait_listening(server: Executor, pid: int, port: int, log_file: str, within: float = 20.0) -> None:
-    """Wait until the server listens on its port; a client started earlier is refused."""
-    deadline = time.monotonic() + within
-    while True:
-        probe = server.run(f"ss -Hltn 'sport = :{port}'; kill -0 {pid}", timeout=30, check=False)
-        if probe.stdout.strip():
-            return
-        if probe.exit_status != 0 or time.monotonic() > deadline:
-            log = server.run(f"cat {log_file}", timeout=30, check=False).stdout
-            state = "exited" if probe.exit_status != 0 else f"is not listening after {within:.0f}s"
-            raise LabError(f"{server.node}: perftest server on port {port} {state}: {log.strip()[-400:]}")
-        time.sleep(0.3)
