@@ -49,10 +49,10 @@ from fabqual.drivers.scsi_generic import sg_devices, wait_sg_device
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
 from fabqual.executors.ssh import SshExecutor
+from fabqual.handles import IpTunnel
 from fabqual.ipofc import initiator_daemon
 from fabqual.lab import EmulatedLab
 from fabqual.links.base import LinkContext, driver_for
-from fabqual.links.tunnel_handle import IpTunnel
 from fabqual.tools.iperf3 import run_iperf3
 from fabqual.tools.ping import run_ping
 from fabqual.topology import load_topology

@@ -42,9 +42,9 @@ from typing import Any
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
 from fabqual.executors.ssh import SshExecutor
+from fabqual.handles import NvmeNamespace, RdmaPair
 from fabqual.lab import EmulatedLab
 from fabqual.links.base import LinkContext, driver_for
-from fabqual.links.handles import NvmeNamespace, RdmaPair
 from fabqual.tools.fio import run_fio
 from fabqual.topology import load_topology
 

@@ -14,8 +14,8 @@ import shlex
 
 import pytest
 
+from fabqual.handles import IpTunnel
 from fabqual.ipofc import dispatch, scsi
-from fabqual.links.tunnel_handle import IpTunnel
 from fabqual.plugin.keys import RUN
 from fabqual.tools.iperf3 import run_iperf3
 from fabqual.tools.ping import run_ping

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from fabqual.drivers.rundir import private_dir
 from fabqual.executors.base import Executor
-from fabqual.links.tunnel_handle import IpTunnel
+from fabqual.handles import IpTunnel
 from fabqual.testing import live_fuzz, strategies
 from fabqual.tools.iperf3 import run_iperf3
 from fabqual.tools.ping import run_ping

@@ -23,8 +23,8 @@ import time
 import pytest
 
 from fabqual.errors import FabqualError
+from fabqual.handles import NvmeNamespace
 from fabqual.links.base import LinkSession
-from fabqual.links.handles import NvmeNamespace
 from fabqual.tools.fio import run_fio
 from fabqual.topology.model import Link
 

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from fabqual.links.handles import NvmeNamespace
+from fabqual.handles import NvmeNamespace
 from fabqual.tools.fio import run_fio
 from fabqual.topology.model import Link
 

@@ -20,7 +20,7 @@ import pytest
 
 from fabqual.drivers.nvme_host import NvmePath, parse_list_subsys
 from fabqual.errors import FabqualError
-from fabqual.links.handles import FabricFault, NvmeNamespace
+from fabqual.handles import FabricFault, NvmeNamespace
 from fabqual.tools.fio import FioResult, run_fio
 from fabqual.topology.model import Link
 

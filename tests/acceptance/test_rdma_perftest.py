@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from fabqual.links.handles import RdmaPair
+from fabqual.handles import RdmaPair
 from fabqual.topology.model import Link
 
 ITERATIONS_ENV = "FABQUAL_PERFTEST_ITERATIONS"  # emulated links are slow: keep runs short there

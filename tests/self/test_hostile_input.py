@@ -29,9 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fabqual.doctor import run_doctor
-from fabqual.drivers import rundir
+from fabqual.drivers import rdma_endpoint, rundir
 from fabqual.errors import FabqualError, TopologyError
-from fabqual.links import nvmet_rdma
 from fabqual.links.base import LinkContext, driver_for
 from fabqual.testing import hostile_strings, load_profile
 from fabqual.testing.fake_node import FakeNode
@@ -374,7 +373,7 @@ def test_builders_quote_what_they_get_even_past_the_grammar(
     """Defence in depth: a hostile value put straight into the loaded records (as if a grammar had
     a hole) is quoted by every builder or refused by fabqual with one of its own errors."""
     value = data.draw(hostile_strings(like=value_at(BASE, path)), label="value")
-    monkeypatch.setattr(nvmet_rdma, "PORT_UP_TIMEOUT", 0.0)  # a refused RDMA device is not waited for
+    monkeypatch.setattr(rdma_endpoint, "PORT_UP_TIMEOUT", 0.0)  # a refused RDMA device is not waited for
     assert_no_violation(exercise(replaced(BASE, path, value)))
 
 

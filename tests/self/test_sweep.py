@@ -94,7 +94,7 @@ from fabqual.drivers.rundir import RunDirs
 from fabqual.executors.ssh import SshExecutor
 from fabqual.drivers.background import BackgroundProcess
 from fabqual.links.ipofc import TunDevice, raise_min_tso_segs
-from fabqual.links.tunnel_handle import NetnsExecutor
+from fabqual.executors.netns import NetnsExecutor
 from fabqual.topology import load_topology
 
 node = load_topology(sys.argv[1]).node("tgt")

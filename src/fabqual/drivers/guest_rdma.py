@@ -15,26 +15,15 @@ import shlex
 import time
 
 from fabqual.drivers.journal import Journal
-from fabqual.drivers.rdma import (
-    PortFacts,
-    SoftRoce,
-    ensure_address,
-    netdev_with_address,
-    parse_port_state,
-    port_facts,
-    rdma_links,
-)
+from fabqual.drivers.rdma import parse_port_state, rdma_links
+from fabqual.drivers.rdma_endpoint import PORT, PORT_UP_TIMEOUT, rdma_endpoint
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
-from fabqual.executors.names import plain_name
-from fabqual.links.handles import RdmaEndpoint
-from fabqual.topology.grammar import DISCOVER
+from fabqual.handles.rdma import RdmaEndpoint
 from fabqual.topology.model import Rnic
 
 PVRDMA_MODULE = "vmw_pvrdma"
 PVRDMA_DEVICE = "vmw_pvrdma0"
-PORT = 1
-PORT_UP_TIMEOUT = 30.0  # rxe and a reloaded vmw_pvrdma take a few seconds to populate GIDs
 
 # Tool → Debian package that brings it (RHEL: rdma-core / libibverbs-utils / perftest).
 TOOLS: dict[str, str] = {
@@ -116,63 +105,14 @@ def ensure_pvrdma_active(executor: Executor, device: str = PVRDMA_DEVICE, port: 
         time.sleep(1.0)
 
 
-def _data_netdev(executor: Executor, rnic: Rnic, address: str) -> str:
-    netdev = rnic.netdev if rnic.netdev != DISCOVER else netdev_with_address(executor, address)
-    if netdev is None:
-        raise LabError(
-            f"{executor.node}: no interface holds {address} for RNIC {rnic.name}; set netdev: in the topology"
-        )
-    where = shlex.quote(f"/sys/class/net/{plain_name(executor.node, 'netdev', netdev)}")
-    if executor.run(f"test -d {where}", timeout=30, check=False).exit_status != 0:
-        raise LabError(
-            f"{executor.node}: RNIC {rnic.name}'s netdev {netdev} does not exist; fix netdev: in the topology"
-        )
-    return netdev
-
-
-def _facts_when_ready(executor: Executor, device: str, netdev: str, address: str) -> PortFacts:
-    """Path checked (device on netdev, PORT_ACTIVE), then the RoCE v2 GID of ``address`` (waits for rxe)."""
-    deadline = time.monotonic() + PORT_UP_TIMEOUT
-    while True:
-        try:
-            require_rdma_path(executor, device, netdev)
-            return port_facts(executor, device, PORT, address)
-        except (DriverError, LabError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
-
-
 def guest_endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndpoint:
     """One VM's RDMA end, ready for perftest: tools, address, active device on the data netdev, GID by type."""
-    if rnic.address is None:
-        raise LabError(
-            f"{executor.node}: RNIC {rnic.name} has no address in the topology; RoCE v2 needs an IPv4 address"
-        )
     require_tools(executor)
-    address = rnic.address.split("/")[0]
-    netdev = _data_netdev(executor, rnic, address)
-    ensure_address(executor, journal, rnic, netdev, address)
-    if executor.run(f"ip -o link show dev {shlex.quote(netdev)} up", timeout=30).stdout.strip() == "":
-        log_step(executor.node, f"set {netdev} up")
-        executor.run(f"ip link set dev {shlex.quote(netdev)} up", timeout=30)
-        journal.record_command(executor, f"{netdev} up", f"ip link set dev {shlex.quote(netdev)} down")
-    if rnic.emulation == "rxe":
-        # The emulated lab: rxe on the data netdev stands in for vmw_pvrdma0.
-        name = rnic.rdma_device if rnic.rdma_device != DISCOVER else "rxe0"
-        device = SoftRoce(executor, journal).ensure(name, netdev)
-    else:
-        device = rnic.rdma_device if rnic.rdma_device != DISCOVER else PVRDMA_DEVICE
-        ensure_pvrdma_active(executor, device)
-    facts = _facts_when_ready(executor, device, netdev, address)
-    return RdmaEndpoint(
-        executor=executor,
-        device=device,
-        port=PORT,
-        gid_index=facts.gid.index,
-        address=address,
-        netdev=netdev,
-        rate_gbps=facts.rate_gbps,
-        rate=facts.rate,
-        active_mtu=facts.active_mtu,
+    return rdma_endpoint(
+        executor,
+        rnic,
+        journal,
+        default_device=PVRDMA_DEVICE,
+        activate=ensure_pvrdma_active,
+        check_path=require_rdma_path,
     )

@@ -19,9 +19,9 @@ from fabqual.drivers.scratch import ensure_scratch
 from fabqual.drivers.target import Export, export
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor
+from fabqual.handles import FabricFault, NvmeNamespace
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession, register
-from fabqual.links.handles import FabricFault, NvmeNamespace
 from fabqual.links.nvme_repair import restore_namespace
 from fabqual.topology.model import FcNvmeParams, Hba, Node
 

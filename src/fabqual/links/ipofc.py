@@ -46,9 +46,10 @@ from fabqual.drivers.lio_export import (
 )
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor, log_step
+from fabqual.executors.netns import NetnsExecutor
+from fabqual.handles import IpTunnel, TunnelEnd
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
 from fabqual.links.base import LinkContext, LinkSession, register
-from fabqual.links.tunnel_handle import IpTunnel, NetnsExecutor, TunnelEnd
 from fabqual.topology.grammar import DISCOVER
 from fabqual.topology.model import Hba, IpofcParams, Node
 

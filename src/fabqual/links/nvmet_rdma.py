@@ -13,24 +13,21 @@ when it has extra paths.
 from __future__ import annotations
 
 import shlex
-import time
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
-from fabqual.drivers.rdma import PortFacts, SoftRoce, ensure_address, netdev_with_address, port_facts, rdma_links
+from fabqual.drivers.rdma_endpoint import rdma_endpoint, wait_port_active
 from fabqual.drivers.scratch import ensure_scratch
 from fabqual.drivers.target import Export, PortSwitch, export
-from fabqual.errors import DriverError, LabError
-from fabqual.executors.base import Executor, log_step
+from fabqual.errors import DriverError
+from fabqual.executors.base import log_step
+from fabqual.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession, register
-from fabqual.links.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
 from fabqual.links.nvme_repair import restore_namespace
-from fabqual.topology.grammar import DISCOVER
-from fabqual.topology.model import NvmetRdmaParams, Rnic
+from fabqual.topology.model import NvmetRdmaParams
 
-PORT_UP_TIMEOUT = 30.0
 # A path given back reconnects within the host's reconnect_delay (2 s) once the port exports again.
 PATH_BACK_TIMEOUT = 60.0
 
@@ -53,7 +50,7 @@ class NvmetRdmaLink:
             raise DriverError(f"link {self.link.name}: the {role} end names no RNIC (device:)")
         if (role, device) not in self._endpoints:
             executor = self.context.executor(node.name)
-            self._endpoints[(role, device)] = endpoint(executor, node.rnic(device), self.journal)
+            self._endpoints[(role, device)] = rdma_endpoint(executor, node.rnic(device), self.journal)
         return self._endpoints[(role, device)]
 
     def _paths(self) -> list[tuple[RdmaEndpoint, RdmaEndpoint, int]]:
@@ -216,53 +213,3 @@ def path_fault(switch: PortSwitch, nvme: NvmeHost, nqn: str, paths: int) -> Fabr
         repair,
         path_address=f"traddr={address.traddr},trsvcid={address.trsvcid}",
     )
-
-
-def endpoint(executor: Executor, rnic: Rnic, journal: Journal) -> RdmaEndpoint:
-    """One RDMA end ready for traffic: netdev with its address, (rxe) device, active port, GID."""
-    if rnic.address is None:
-        raise LabError(
-            f"{executor.node}: RNIC {rnic.name} has no address in the topology; RoCE v2 needs an IPv4 address"
-        )
-    address = rnic.address.split("/")[0]
-    netdev = rnic.netdev if rnic.netdev != DISCOVER else netdev_with_address(executor, address)
-    if netdev is None:
-        raise LabError(
-            f"{executor.node}: no interface holds {address} for RNIC {rnic.name}; set netdev: in the topology"
-        )
-    ensure_address(executor, journal, rnic, netdev, address)
-    executor.run(f"ip link set dev {shlex.quote(netdev)} up", timeout=30)
-    if rnic.emulation == "rxe":
-        name = rnic.rdma_device if rnic.rdma_device != DISCOVER else "rxe0"
-        device = SoftRoce(executor, journal).ensure(name, netdev)
-    elif rnic.rdma_device != DISCOVER:
-        device = rnic.rdma_device
-    else:
-        by_netdev = {n: d for d, n in rdma_links(executor).items()}
-        if netdev not in by_netdev:
-            raise LabError(f"{executor.node}: no RDMA device on {netdev} (is {rnic.driver} loaded?)")
-        device = by_netdev[netdev]
-    facts = wait_port_active(executor, device, 1, address)
-    return RdmaEndpoint(
-        executor=executor,
-        device=device,
-        port=1,
-        gid_index=facts.gid.index,
-        address=address,
-        netdev=netdev,
-        rate_gbps=facts.rate_gbps,
-        rate=facts.rate,
-        active_mtu=facts.active_mtu,
-    )
-
-
-def wait_port_active(executor: Executor, device: str, port: int, address: str) -> PortFacts:
-    """Port facts once the port is PORT_ACTIVE with its GID populated (rxe takes a moment)."""
-    deadline = time.monotonic() + PORT_UP_TIMEOUT
-    while True:
-        try:
-            return port_facts(executor, device, port, address)
-        except LabError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)

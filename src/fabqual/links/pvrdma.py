@@ -27,8 +27,8 @@ from fabqual.drivers.guest_rdma import guest_endpoint
 from fabqual.drivers.journal import Journal
 from fabqual.errors import DriverError, FabqualError, LabError
 from fabqual.executors.base import log_step
+from fabqual.handles import RdmaEndpoint, RdmaPair
 from fabqual.links.base import LinkContext, LinkSession, register
-from fabqual.links.handles import RdmaEndpoint, RdmaPair
 from fabqual.topology.model import EsxiHost, Link, Node, PvrdmaParams, Topology, VCenter
 from fabqual.vsphere.vcenter import Changes, HostPlan, VCenterDriver
 from fabqual.vsphere.vcsim import VcsimInstance, running_vcsim

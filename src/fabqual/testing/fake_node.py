@@ -88,7 +88,8 @@ class FakeNode:
         if head == "test" and len(argv) >= 3 and argv[1] == "-b" and argv[2].startswith("/dev/nullb"):
             return (0 if f"{NULLB}/{argv[2].removeprefix('/dev/')}" in self.dirs else 1), ""  # made through configfs
         if head == "test" and len(argv) >= 3 and argv[1] in ("-e", "-d"):
-            return (0 if argv[2] in self.dirs or argv[2].startswith("/sys/module/") else 1), ""
+            present = argv[2] in self.dirs or argv[2].startswith(("/sys/module/", "/sys/class/net/"))  # every netdev
+            return (0 if present else 1), ""
         if head == "mkdir" and len(argv) == 2:
             self.dirs.add(argv[1])
             if argv[1].startswith(SUBSYSTEMS):
