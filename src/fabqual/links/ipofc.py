@@ -2,26 +2,17 @@
 
 Composition, target end first (the ORDER rule, docs/emulated-lab.md):
 
-1. target node: FCoE controller on the data netdev, enabled (VN2VN, no switch);
-2. initiator node: FCoE controller created but still disabled — its WWPN is known;
-3. target node: the fabqual runtime uploaded and its TCMU handler started, a
-   ``user`` backstore served by it, exported through ``tcm_fc`` as LUN 0 with an
-   ACL for the initiator's WWPN (``tcm_fc`` is never loaded on the initiator);
-4. initiator node: controller enabled, the target's rport attached, the LUN found
-   as ``/dev/sgN`` by fabqual's INQUIRY vendor/product (peripheral type 6, so only
-   ``sg`` binds), checked with sg3_utils' ``sg_inq``;
-5. the tunnel processes on both ends, TUN devices with addresses from
-   ``tunnel_prefix`` and the first MTU of the link.
+1. the carrier (``carrier:``, one module each under :mod:`fabqual.links.carriers`:
+   ``fcoe`` between two nodes, ``fc`` on real QLogic HBAs, ``tcm_loop`` on one
+   node) resolves both ends before anything changes;
+2. both nodes: the fabqual runtime uploaded, TUN devices made with addresses from
+   ``tunnel_prefix`` and the first MTU of the link;
+3. target node: the runtime's TCMU handler started, a ``user`` backstore served
+   by it, which the carrier exports as LUN 0 to the initiator end, found there as
+   ``/dev/sgN`` by fabqual's INQUIRY vendor/product (peripheral type 6, so only
+   ``sg`` binds) and checked with sg3_utils' ``sg_inq``;
+4. the initiator's tunnel process, then one ping across.
 
-``carrier: fc`` (real QLogic HBAs) replaces steps 1-4: both HBA ports are
-found Online in ``/sys/class/fc_host`` before anything changes; the target
-node's qla2xxx must be in target mode (``qlini_mode`` not ``enabled``) and
-``tcm_qla2xxx`` exports the LUN with an ACL for the initiator's WWPN before its
-TPG is enabled; then the initiator issues a LIP, waits for the target's rport
-and scans its SCSI host (teardown deletes the LUN's SCSI device there again).
-
-``carrier: tcm_loop`` puts target and initiator on the target node through
-``tcm_loop`` and the two tunnel ends in separate network namespaces.
 Everything is journaled; ``down()`` undoes it in reverse, also after a failed ``up()``.
 """
 
@@ -34,27 +25,19 @@ from pathlib import Path
 
 import fabqual
 from fabqual.drivers.background import BackgroundProcess
-from fabqual.drivers.fc_host import FcHostPort, resolve_port
 from fabqual.drivers.journal import Journal, write
 from fabqual.drivers.lio import Backstore, Lio
-from fabqual.drivers.lio_export import (
-    Backing,
-    export_over_fc,
-    export_over_fcoe,
-    export_over_loop,
-    sg_inquiry_identity,
-)
-from fabqual.errors import DriverError, LabError
+from fabqual.drivers.lio_export import Backing, sg_inquiry_identity
+from fabqual.errors import DriverError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.netns import NetnsExecutor
 from fabqual.handles import IpTunnel, TunnelEnd
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
 from fabqual.links.base import LinkContext, LinkSession, register
-from fabqual.topology.grammar import DISCOVER
-from fabqual.topology.model import Hba, IpofcParams, Node
+from fabqual.links.carriers import carrier_for
+from fabqual.topology.model import IpofcParams
 
 TUN_NAMES = {"target": "fqipfc0", "initiator": "fqipfc1"}
-NETNS = {"target": "fq-ipfc-t", "initiator": "fq-ipfc-i"}
 
 
 def tunnel_addresses(prefix: str) -> tuple[str, str, int]:
@@ -86,36 +69,6 @@ def upload_runtime(executor: Executor, journal: Journal, remote_dir: str) -> Non
     journal.record_command(executor, f"runtime directory {remote_dir}", f"rm -rf {q}")
     for local, relative in runtime_files():
         executor.put(local, f"{remote_dir}/{relative}")
-
-
-def end_hba(context: LinkContext, role: str) -> tuple[Node, Hba]:
-    end = context.link.end(role)
-    node = context.topology.node(end.node)
-    if end.device is None:
-        raise DriverError(f"link {context.link.name}: the {role} end names no HBA (device:)")
-    return node, node.hba(end.device)
-
-
-def fc_port(context: LinkContext, role: str) -> tuple[Executor, FcHostPort]:
-    """The node of a link end and its real HBA's Online fc_host port (nothing is changed)."""
-    node, hba = end_hba(context, role)
-    if hba.emulation != "none":
-        raise LabError(
-            f"{node.name}: HBA {hba.name} of link {context.link.name} is emulated ({hba.emulation});"
-            " carrier fc needs a real HBA, use carrier: fcoe or tcm_loop"
-        )
-    executor = context.executor(node.name)
-    return executor, resolve_port(executor, hba)
-
-
-def fcoe_netdev(context: LinkContext, role: str) -> tuple[Executor, str]:
-    node, hba = end_hba(context, role)
-    netdev = getattr(hba, "netdev", None)
-    if not netdev or netdev == DISCOVER:
-        raise LabError(
-            f"{node.name}: HBA {hba.name} of link {context.link.name} has no netdev; FCoE needs the Ethernet interface"
-        )
-    return context.executor(node.name), netdev
 
 
 # The guest runtime's entry points (fabqual.ipofc.*, run with python3 from the uploaded copy).
@@ -185,14 +138,6 @@ class IpofcLink:
         """Where the runtime lives on a node: in the run's private directory, per link (two may share a node)."""
         return f"{self.journal.run_dirs.path(executor)}/ipofc-{self.link.name}"
 
-    def _namespace(self, executor: Executor, role: str) -> NetnsExecutor:
-        name = f"{NETNS[role]}-{self.link.name}"[:30]
-        q = shlex.quote(name)
-        log_step(executor.node, f"create network namespace {name}")
-        executor.run(f"ip netns del {q} 2>/dev/null; ip netns add {q} && ip -n {q} link set lo up", timeout=30)
-        self.journal.record_command(executor, f"network namespace {name}", f"ip netns del {q}")
-        return NetnsExecutor(executor, name)
-
     def _start(self, executor: Executor, role: str, command: str) -> BackgroundProcess:
         remote_dir = self.remote_dir(executor)
         process = BackgroundProcess(
@@ -224,28 +169,12 @@ class IpofcLink:
         return backing
 
     def up(self) -> LinkSession:
-        carrier = self.params.carrier
-        target = self.context.executor(self.link.end("target").node)
+        carrier = carrier_for(self.params.carrier, self.context, self.journal)
         address_t, address_i, prefix_length = tunnel_addresses(self.params.tunnel_prefix)
         vendor, model = self.inquiry.vendor, self.inquiry.product
         mtu = self.params.mtus[0]
-        if carrier == "fcoe":
-            target, target_netdev = fcoe_netdev(self.context, "target")
-            initiator, initiator_netdev = fcoe_netdev(self.context, "initiator")
-            target_run: Executor = target
-            initiator_run: Executor = initiator
-        elif carrier == "fc":
-            target, target_fc = fc_port(self.context, "target")
-            initiator, initiator_fc = fc_port(self.context, "initiator")
-            target_run, initiator_run = target, initiator
-        elif carrier == "tcm_loop":
-            initiator = target
-            target_run, initiator_run = self._namespace(target, "target"), self._namespace(target, "initiator")
-        else:
-            raise DriverError(
-                f"link {self.link.name}: carrier {carrier!r} is not supported by this driver;"
-                " use fc (QLogic HBAs), fcoe (software FCoE between nodes) or tcm_loop (one node)"
-            )
+        ends = carrier.ends()  # checked before anything on the fabric changes
+        target, initiator, target_run, initiator_run = ends.target, ends.initiator, ends.target_run, ends.initiator_run
         for node in {target.node: target, initiator.node: initiator}.values():
             upload_runtime(node, self.journal, self.remote_dir(node))
         # TUNs exist (addressed) before the daemons start: they attach and never create their own.
@@ -262,30 +191,7 @@ class IpofcLink:
         uio: list[str] = []
         backing = self._tcmu_backing(target_run, uio)
         try:
-            if carrier == "fcoe":
-                lun = export_over_fcoe(
-                    target,
-                    initiator,
-                    self.journal,
-                    backing,
-                    target_netdev=target_netdev,
-                    initiator_netdev=initiator_netdev,
-                    vendor=vendor,
-                    model=model,
-                )
-            elif carrier == "fc":
-                lun = export_over_fc(
-                    target,
-                    initiator,
-                    self.journal,
-                    backing,
-                    target_port=target_fc,
-                    initiator_port=initiator_fc,
-                    vendor=vendor,
-                    model=model,
-                )
-            else:
-                lun = export_over_loop(target, self.journal, backing, vendor=vendor, model=model)
+            lun = carrier.export(backing, vendor=vendor, model=model)
         except DriverError:
             for process in self.processes:
                 process.check_alive()  # a dead handler is the cause of a LUN that never answered
