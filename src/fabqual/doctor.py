@@ -18,6 +18,7 @@ from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, target_mod
 from fabqual.drivers.scratch import check_scratch
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
+from fabqual.tools.declare import probe_for
 from fabqual.topology.grammar import DISCOVER, check_firmware_file, check_module
 from fabqual.topology.model import (
     FcNvmeParams,
@@ -66,15 +67,12 @@ class DoctorReport:
         return not self.problems
 
 
-# Tools and how to tell they are usable: (command probing it, minimum version, package).
+# Tools no tool module runs, and how to tell they are usable: (command probing it, minimum version, package).
+# fio, perftest, iperf3 and ping declare their own probes next to their parsers (fabqual.tools.declare).
 TOOLS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "nvme": ("nvme version", (1, 6), "nvme-cli"),
-    "fio": ("fio --version", (3, 0), "fio"),
-    "ib_write_bw": ("command -v ib_write_bw", (), "perftest"),
     "ibv_devinfo": ("command -v ibv_devinfo", (), "ibverbs-utils"),
     "rdma": ("command -v rdma", (), "iproute2"),
-    "iperf3": ("iperf3 --version", (3, 0), "iperf3"),
-    "ping": ("command -v ping", (), "iputils-ping"),
     "sg_inq": ("command -v sg_inq", (), "sg3-utils"),
     "python3": ("python3 --version", (3, 9), "python3"),
     # What proves a scratch device unused before it is exported (drivers/blockdev.py).
@@ -191,7 +189,11 @@ def _check_module(executor: Executor, req: Requirement) -> tuple[str, str] | Non
 
 
 def _check_tool(executor: Executor, req: Requirement) -> tuple[str, str] | None:
-    probe, minimum, package = TOOLS[req.name]
+    declared = probe_for(req.name)
+    if declared is not None:
+        probe, minimum, package = declared.command, declared.minimum, declared.package
+    else:
+        probe, minimum, package = TOOLS[req.name]
     result = executor.run(probe, check=False, timeout=30)
     if not result.ok:
         return f"tool {req.name} is missing", f"install the {package} package"

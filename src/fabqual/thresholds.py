@@ -45,6 +45,7 @@ from typing import Any, Literal
 from fabqual.conformance.policy import CasePolicy, check_case_name, parse_conformance
 from fabqual.errors import ParseError, ThresholdError, TopologyError
 from fabqual.line_rate import COMBINE, Combine, LineRate
+from fabqual.tools.declare import metrics as tool_metrics
 from fabqual.topology.model import LINK_TYPES
 from fabqual.topology.strict_yaml import parse, read_text
 
@@ -52,27 +53,10 @@ SCHEMA_VERSION = 1
 
 Comparison = Literal[">=", "<="]
 
-# Every metric a test may check: its unit and which way is good. A profile entry
-# must use this unit, and min/fraction only for ">=" metrics, max only for "<=".
-METRICS: dict[str, tuple[str, Comparison]] = {
-    # fio
-    "iops": ("IOPS", ">="),
-    "bw_mbps": ("MB/s", ">="),
-    "clat_p99_us": ("us", "<="),
-    # perftest
-    "bw_gbps": ("Gb/s", ">="),
-    "lat_typical_us": ("us", "<="),
-    "lat_p99_us": ("us", "<="),
-    # ping
-    "loss_pct": ("%", "<="),
-    "rtt_avg_ms": ("ms", "<="),
-    "rtt_max_ms": ("ms", "<="),
-    # iperf3
-    "tcp_mbps": ("Mb/s", ">="),
-    "udp_mbps": ("Mb/s", ">="),
-    "udp_loss_pct": ("%", "<="),
-    "udp_jitter_ms": ("ms", "<="),
-}
+# Every metric a test may check: its unit and which way is good, as the tool modules declare them
+# (fabqual.tools.declare). A profile entry must use this unit, and min/fraction only for ">="
+# metrics, max only for "<=".
+METRICS: dict[str, tuple[str, Comparison]] = {m.name: (m.unit, m.better) for m in tool_metrics().values()}
 
 # A line rate (Gb/s) expressed in a metric's unit.
 _FROM_GBPS = {"Gb/s": 1.0, "Mb/s": 1000.0, "MB/s": 125.0}

@@ -11,12 +11,14 @@ with :func:`contribute_inventory`; the report shows it as a section of its own.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fabqual.executors.base import Executor
 from fabqual.redaction import of_topology, redact
+from fabqual.tools.declare import specs as tool_specs
 from fabqual.topology.model import Topology
 
 Facts = dict[str, str]
@@ -68,13 +70,12 @@ v() {
   else p tool "$t" version "not installed"; fi
 }
 v nvme-cli nvme version
-v fio fio --version
-v perftest ib_write_bw --version
-v iperf3 iperf3 --version
 v rdma-core sh -c 'command -v rdma >/dev/null && rdma -V'
 v spdk sh -c 'command -v spdk_tgt >/dev/null && spdk_tgt --version || echo "not installed"'
-exit 0
 """
+# The tools fabqual runs, with the version command each declares next to its parser.
+INVENTORY_SCRIPT += "".join(f"v {shlex.quote(spec.name)} {spec.version}\n" for spec in tool_specs() if spec.version)
+INVENTORY_SCRIPT += "exit 0\n"
 
 
 def parse_inventory(text: str) -> Inventory:

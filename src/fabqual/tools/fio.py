@@ -33,8 +33,20 @@ from typing import Any
 from fabqual.errors import CommandError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
 from fabqual.tools._numbers import non_negative, positive
+from fabqual.tools.declare import Metric, ToolProbe, ToolSpec
 
 TOOL = "fio"
+
+SPEC = ToolSpec(
+    TOOL,
+    probes=(ToolProbe("fio", "fio", version="fio --version", minimum=(3, 0)),),
+    metrics=(
+        Metric("iops", "IOPS", ">=", "I/O operations per second, all jobs"),
+        Metric("bw_mbps", "MB/s", ">=", "bandwidth, 10^6 bytes per second"),
+        Metric("clat_p99_us", "us", "<=", "99th percentile completion latency"),
+    ),
+    version="fio --version",
+)
 
 # Which directions a workload must show I/O in (fio's own rw names and aliases).
 _READS = {"read", "randread", "rw", "readwrite", "randrw"}

@@ -25,8 +25,21 @@ from fabqual.drivers.background import serving
 from fabqual.errors import ParseError
 from fabqual.executors.base import Executor, command_text, log_step
 from fabqual.tools._numbers import non_negative, positive
+from fabqual.tools.declare import Metric, ToolProbe, ToolSpec
 
 TOOL = "iperf3"
+
+SPEC = ToolSpec(
+    TOOL,
+    probes=(ToolProbe("iperf3", "iperf3", version="iperf3 --version", minimum=(3, 0)),),
+    metrics=(
+        Metric("tcp_mbps", "Mb/s", ">=", "TCP rate at the receiver"),
+        Metric("udp_mbps", "Mb/s", ">=", "UDP rate at the receiver"),
+        Metric("udp_loss_pct", "%", "<=", "UDP datagrams lost"),
+        Metric("udp_jitter_ms", "ms", "<=", "UDP jitter at the receiver"),
+    ),
+    version="iperf3 --version",
+)
 
 
 @dataclass(frozen=True)

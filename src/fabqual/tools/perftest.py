@@ -44,9 +44,21 @@ from fabqual.drivers.rundir import private_dir
 from fabqual.errors import CommandError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
 from fabqual.tools._numbers import non_negative, positive
+from fabqual.tools.declare import Metric, ToolProbe, ToolSpec
 
 TOOL = "perftest"
 JSON_TOOL = "perftest --out_json"
+
+SPEC = ToolSpec(
+    TOOL,
+    probes=(ToolProbe("ib_write_bw", "perftest"),),
+    metrics=(
+        Metric("bw_gbps", "Gb/s", ">=", "average bandwidth of a bandwidth test"),
+        Metric("lat_typical_us", "us", "<=", "typical (median) latency of a latency test"),
+        Metric("lat_p99_us", "us", "<=", "99th percentile latency of a latency test"),
+    ),
+    version="ib_write_bw --version",
+)
 LISTEN_TIMEOUT = 30.0
 
 BW_TESTS = ("ib_write_bw", "ib_read_bw", "ib_send_bw")

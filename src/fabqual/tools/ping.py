@@ -13,8 +13,19 @@ from dataclasses import dataclass
 from fabqual.errors import ParseError
 from fabqual.executors.base import Executor, command_text, log_step
 from fabqual.tools._numbers import non_negative, positive
+from fabqual.tools.declare import Metric, ToolProbe, ToolSpec
 
 TOOL = "ping"
+
+SPEC = ToolSpec(
+    TOOL,
+    probes=(ToolProbe("ping", "iputils-ping"),),
+    metrics=(
+        Metric("loss_pct", "%", "<=", "echo requests without a reply"),
+        Metric("rtt_avg_ms", "ms", "<=", "average round-trip time"),
+        Metric("rtt_max_ms", "ms", "<=", "largest round-trip time"),
+    ),
+)
 
 _SUMMARY = re.compile(
     r"^(\d+) packets transmitted, (\d+) received(?:, \+(\d+) duplicates)?(?:, \+(\d+) errors)?,"
