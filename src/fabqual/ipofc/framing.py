@@ -87,6 +87,11 @@ def record_size(packet_length: int) -> int:
     return RECORD_PREFIX + ((packet_length + 3) & ~3)
 
 
+def frame_size(packet_lengths: Sequence[int], *, crc: bool = False) -> int:
+    """Total bytes of a frame holding packets of these lengths."""
+    return HEADER_SIZE + sum(record_size(n) for n in packet_lengths) + (CRC_SIZE if crc else 0)
+
+
 def encode_frame(
     frame: Frame,
     *,
