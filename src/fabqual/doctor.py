@@ -18,27 +18,11 @@ from fabqual.drivers.fc_host import TARGET_MODE_FIX, fc_host_by_wwpn, target_mod
 from fabqual.drivers.scratch import check_scratch
 from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
+from fabqual.linkspec import link_spec
+from fabqual.requirement import Requirement
 from fabqual.tools.declare import probe_for
 from fabqual.topology.grammar import DISCOVER, check_firmware_file, check_module
-from fabqual.topology.model import (
-    FcNvmeParams,
-    Link,
-    Node,
-    NvmetRdmaParams,
-    ScratchDevice,
-    Topology,
-    normalize_wwn,
-)
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """One thing a node must have: a kernel module, a tool, a mount, a file, a port state."""
-
-    kind: str
-    name: str
-    detail: str = ""
-    scratch: ScratchDevice | None = None  # kind "scratch": the device to prove unused
+from fabqual.topology.model import Link, Node, Topology, normalize_wwn
 
 
 @dataclass(frozen=True)
@@ -95,72 +79,8 @@ def requirements_of(topology: Topology) -> dict[str, dict[Requirement, set[str]]
 
 
 def _endpoint_requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
-    reqs: list[Requirement] = []
-
-    def module(name: str) -> None:
-        reqs.append(Requirement("module", name))
-
-    def tool(name: str) -> None:
-        reqs.append(Requirement("tool", name))
-
-    if link.type in ("fc_nvme", "ipofc") and device:
-        hba = node.hba(device)
-        if hba.emulation == "none":
-            module(hba.driver)
-            if hba.firmware:
-                reqs.append(Requirement("firmware", hba.firmware))
-            reqs.append(Requirement("fc_link", hba.name, hba.wwpn))
-    if link.type in ("nvmet_rdma", "pvrdma") and device:
-        rnic = node.rnic(device)
-        module("rdma_rxe" if rnic.emulation == "rxe" else rnic.driver)
-        tool("rdma")
-        tool("ibv_devinfo")
-        tool("ib_write_bw")
-        if rnic.emulation == "none":
-            reqs.append(Requirement("rdma_port", rnic.rdma_device, rnic.netdev))
-
-    if link.type in ("fc_nvme", "nvmet_rdma"):
-        if role == "target":
-            for name in ("blkid", "wipefs", "findmnt", "lsblk"):
-                tool(name)
-            if isinstance(link.params, (FcNvmeParams, NvmetRdmaParams)):
-                for scratch in (node.scratch(name) for name in link.params.namespaces):
-                    if scratch.create == "none":  # one fabqual creates is proven at bring-up, once it exists
-                        reqs.append(Requirement("scratch", scratch.name, scratch=scratch))
-            target = node.nvme_target
-            if target is not None and target.backend == "spdk":
-                reqs.append(Requirement("hugepages", str(target.hugepages_gb)))
-                reqs.append(Requirement("spdk_socket", target.rpc_socket))
-            else:
-                module("nvmet")
-                module("nvmet-fc" if link.type == "fc_nvme" else "nvmet-rdma")
-                reqs.append(Requirement("configfs", "/sys/kernel/config"))
-            if link.type == "fc_nvme" and device and node.hba(device).emulation == "fcloop":
-                module("nvme-fcloop")
-        else:
-            module("nvme-fc" if link.type == "fc_nvme" else "nvme-rdma")
-            tool("nvme")
-            tool("fio")
-
-    if link.type == "ipofc":
-        params = link.params
-        carrier = getattr(params, "carrier", "fc")
-        module("tun")
-        module("sg")
-        tool("ping")
-        tool("iperf3")
-        tool("python3")
-        if role == "target":
-            module("target_core_user")
-            reqs.append(Requirement("configfs", "/sys/kernel/config"))
-            module({"fc": "tcm_qla2xxx", "fcoe": "tcm_fc", "tcm_loop": "tcm_loop"}[carrier])
-            if carrier == "fc":  # the WWPN picks the port whose own qlini_mode counts, when declared
-                reqs.append(Requirement("target_mode", "qla2xxx", node.hba(device).wwpn if device else DISCOVER))
-        else:
-            tool("sg_inq")
-        if carrier == "fcoe":
-            module("fcoe")
-    return reqs
+    """What the link type's spec says this endpoint's node needs."""
+    return list(link_spec(link.type).requirements(link, role, node, device))
 
 
 Check = Callable[[Executor, Requirement], "tuple[str, str] | None"]

@@ -45,8 +45,8 @@ from typing import Any, Literal
 from fabqual.conformance.policy import CasePolicy, check_case_name, parse_conformance
 from fabqual.errors import ParseError, ThresholdError, TopologyError
 from fabqual.line_rate import COMBINE, Combine, LineRate
+from fabqual.linkspec import link_spec, link_types
 from fabqual.tools.declare import metrics as tool_metrics
-from fabqual.topology.model import LINK_TYPES
 from fabqual.topology.strict_yaml import parse, read_text
 
 SCHEMA_VERSION = 1
@@ -221,14 +221,17 @@ def _validate(data: Any, path: Path) -> Thresholds:
         raise fail("links", "must map link types to their metrics")
     entries: dict[tuple[str, str], tuple[_Entry, ...]] = {}
     for link_type, metrics in links.items():
-        if link_type not in LINK_TYPES:
-            raise fail(f"links.{link_type}", f"unknown link type; expected one of {', '.join(LINK_TYPES)}")
+        if link_type not in link_types():
+            raise fail(f"links.{link_type}", f"unknown link type; expected one of {', '.join(link_types())}")
+        measured = link_spec(link_type).metrics
         if not isinstance(metrics, dict) or not metrics:
             raise fail(f"links.{link_type}", "must map metric names to lists of entries")
         for metric, items in metrics.items():
             key = f"links.{link_type}.{metric}"
             if metric not in METRICS:
                 raise fail(key, f"unknown metric; expected one of {', '.join(METRICS)}")
+            if metric not in measured:
+                raise fail(key, f"{link_type} tests do not measure it; they measure {', '.join(measured)}")
             if not isinstance(items, list) or not items:
                 raise fail(key, "must be a non-empty list of entries")
             parsed = tuple(_entry(item, metric, f"{key}[{i}]", path.name, fail) for i, item in enumerate(items))

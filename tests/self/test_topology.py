@@ -93,7 +93,7 @@ MALFORMED = [
     (changed("nodes.1.name", "tgt"), "bad.yaml: nodes: name 'tgt' is used 2 times; names must be unique"),
     (
         changed("nodes.0.roles", ["nvme_target", "storage_god"]),
-        "bad.yaml: nodes[0].roles[1]: 'storage_god' is not one of",
+        "bad.yaml: nodes[0].roles[1]: not one of nvme_target, nvme_host",
     ),
     (
         changed("nodes.0.credentials", {"password": "hunter2"}),

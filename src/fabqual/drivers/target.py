@@ -1,26 +1,32 @@
 """The NVMe-oF target backend a node's topology entry names, behind one small interface.
 
 A link driver says *what* to export (subsystem, scratch devices, one listen
-address per path); this picks kernel nvmet or SPDK from ``node.nvme_target.backend`` and
-journals every step, so teardown is the same for both.
+address per path); :func:`export` looks up the backend ``node.nvme_target.backend``
+names in the registry and lets it journal every step, so teardown is the same
+for all. A backend is one module that registers a :class:`TargetBackend`:
+kernel nvmet (``target_kernel``) and SPDK (``target_spdk``) are built in;
+another package adds one through the ``fabqual.target_backends`` entry point
+(its value is the module to import).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
+from importlib.metadata import entry_points
 
 from fabqual.drivers.journal import Journal
-from fabqual.drivers.nvmet import NvmetTarget, PortAddress
+from fabqual.drivers.nvmet import PortAddress
 from fabqual.drivers.scratch import SafeScratch
-from fabqual.drivers.spdk import Listener, NodeRpcClient, SpdkTarget
-from fabqual.errors import DriverError
+from fabqual.errors import DriverError, FabqualError
 from fabqual.executors.base import Executor
+from fabqual.requirement import Requirement
 from fabqual.topology.grammar import check_nqn
 from fabqual.topology.model import Node
 
-SPDK_ADRFAM = {"rdma": "IPv4", "tcp": "IPv4", "fc": "FC"}
+ENTRY_POINT_GROUP = "fabqual.target_backends"
+BUILTIN_MODULES = ("fabqual.drivers.target_kernel", "fabqual.drivers.target_spdk")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,52 @@ class Exported:
     ports: tuple[PortSwitch, ...]  # in the order of Export.addresses
 
 
+@dataclass(frozen=True)
+class TargetBackend:
+    """One NVMe-oF target implementation: how it exports, and what its node needs (for the doctor)."""
+
+    name: str  # the topology's nvme_target.backend
+    export: Callable[[Node, Executor, Journal, Export, tuple[str, ...]], tuple[PortSwitch, ...]]
+    requirements: Callable[[Node, str], Iterable[Requirement]]  # (node, trtype) → what it must have
+
+
+_BACKENDS: dict[str, TargetBackend] = {}
+_discovered = False
+
+
+def register_backend(backend: TargetBackend) -> TargetBackend:
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for name in BUILTIN_MODULES:
+        importlib.import_module(name)
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            point.load()
+        except Exception as error:  # someone else's module: one line, not a swallowed error or a traceback
+            _discovered = False
+            first = (str(error).splitlines() or [""])[0]
+            raise FabqualError(
+                f"target backend plugin {point.name!r} (entry point {ENTRY_POINT_GROUP}: {point.value}) failed to"
+                f" load: {type(error).__name__}: {first}; fix or uninstall the package that provides it"
+            ) from None
+
+
+def target_backend(name: str) -> TargetBackend:
+    """The registered backend ``name``; FabqualError naming the known ones if there is none."""
+    _discover()
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise FabqualError(f"unknown NVMe target backend {name!r}; known: {', '.join(_BACKENDS)}") from None
+
+
 def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Exported:
     """Export ``what`` on ``node``, journaled; returns the backend and a switch per address.
 
@@ -63,46 +115,5 @@ def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Ex
         if device.node != node.name or device.name not in declared:
             raise DriverError(f"{node.name}: refusing to export {device.device}: not a scratch device of this node")
     scratch = tuple(device.device for device in what.devices)
-    backend = node.nvme_target.backend if node.nvme_target else "kernel"
-    if backend == "spdk":
-        assert node.nvme_target is not None
-        spdk = SpdkTarget(
-            NodeRpcClient(executor, node.nvme_target.rpc_socket), journal, node.name, scratch_paths=scratch
-        )
-        for trtype in dict.fromkeys(a.trtype for a in what.addresses):
-            spdk.ensure_transport(trtype)
-        spdk.create_subsystem(what.nqn, allow_any_host=what.allow_any_host)
-        for hostnqn in what.allowed_hosts:
-            spdk.add_host(what.nqn, hostnqn)
-        for index, path in enumerate(scratch, start=1):
-            bdev = spdk.create_aio_bdev(f"fabqual_{path.rsplit('/', 1)[-1]}", path)
-            spdk.add_namespace(what.nqn, bdev, nsid=index)
-        switches = []
-        for address in what.addresses:
-            listener = Listener(address.trtype, address.traddr, address.trsvcid, SPDK_ADRFAM[address.trtype])
-            spdk.add_listener(what.nqn, listener)
-            switches.append(
-                PortSwitch(
-                    address,
-                    partial(spdk.remove_listener, what.nqn, listener),
-                    partial(spdk.readd_listener, what.nqn, listener),
-                )
-            )
-        return Exported(backend, tuple(switches))
-    kernel = NvmetTarget(executor, journal, scratch_paths=scratch)
-    for trtype in dict.fromkeys(a.trtype for a in what.addresses):
-        kernel.prepare(trtype)
-    kernel.remove_stale(what.nqn)
-    kernel.create_subsystem(what.nqn, allow_any_host=what.allow_any_host, allowed_hosts=what.allowed_hosts)
-    for index, path in enumerate(scratch, start=1):
-        kernel.add_namespace(what.nqn, index, path)
-    switches = []
-    for address in what.addresses:
-        port_id = kernel.create_port(address)
-        kernel.link_port(port_id, what.nqn)
-        switches.append(
-            PortSwitch(
-                address, partial(kernel.unlink_port, port_id, what.nqn), partial(kernel.relink_port, port_id, what.nqn)
-            )
-        )
-    return Exported("kernel", tuple(switches))
+    backend = target_backend(node.nvme_target.backend if node.nvme_target else "kernel")
+    return Exported(backend.name, backend.export(node, executor, journal, what, scratch))

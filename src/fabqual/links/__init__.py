@@ -1,9 +1,11 @@
-"""Link drivers: one module per link type, found by name.
+"""Link drivers: one module per link type, registered by name with its spec.
 
-Adding a link type is adding ``fabqual/links/<type>.py`` that calls
-:func:`fabqual.links.base.register`; nothing else is edited.
+Adding a link type is adding ``fabqual/links/<type>.py`` that declares a
+:class:`fabqual.linkspec.LinkSpec` and decorates its driver with
+:func:`fabqual.linkspec.link_type` (plus its line in ``linkspec.BUILTIN_MODULES``;
+another package uses the ``fabqual.link_types`` entry point instead).
 """
 
-from fabqual.links.base import CAPABILITIES, LinkContext, LinkDriver, LinkSession, driver_for, register
+from fabqual.links.base import LinkContext, LinkDriver, LinkSession, driver_for, offers
 
-__all__ = ["CAPABILITIES", "LinkContext", "LinkDriver", "LinkSession", "driver_for", "register"]
+__all__ = ["LinkContext", "LinkDriver", "LinkSession", "driver_for", "offers"]

@@ -1,43 +1,27 @@
-"""The contract every link driver keeps, and the registry that finds them.
+"""The contract every link driver keeps.
 
 A driver brings one link of the topology up and returns a :class:`LinkSession`
 holding what tests may use (the capabilities the link offers); ``down()`` removes
 exactly what ``up()`` created, and is safe to call after a partial ``up()``.
+A driver is registered with its link type's spec (:func:`fabqual.linkspec.link_type`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fabqual.drivers.rundir import RunDirs
-from fabqual.errors import FabqualError
 from fabqual.executors.base import Executor
+from fabqual.handles import IpTunnel, NvmeNamespace, RdmaPair
+from fabqual.linkspec import link_driver, link_spec
 from fabqual.topology.model import Link, Topology
-
-# What tests can ask for, and which link types offer it. Tests name a
-# capability; the topology decides which links (and so which backends) serve it.
-CAPABILITIES: dict[str, tuple[str, ...]] = {
-    "fc_nvme": ("nvme_namespace",),
-    "nvmet_rdma": ("nvme_namespace", "rdma_pair", "nvme_multipath"),
-    "pvrdma": ("rdma_pair",),
-    "ipofc": ("ip_tunnel",),
-}
 
 
 def offers(link: Link, capability: str) -> bool:
-    """Whether ``link`` offers ``capability``: by its type, and multipath only with extra paths declared."""
-    if capability not in CAPABILITIES[link.type]:
-        return False
-    if capability == "nvme_multipath":
-        return bool(getattr(link.params, "extra_paths", ()))
-    return True
-
-
-# Short transport names used in test ids: tr=fc-rw=randread-bs=4k-qd=32.
-SHORT_NAMES: dict[str, str] = {"fc_nvme": "fc", "nvmet_rdma": "rdma", "pvrdma": "pvrdma", "ipofc": "ipofc"}
+    """Whether ``link`` offers ``capability``, as its link type's spec says (some only under a condition)."""
+    return link_spec(link.type).offers(link, capability)
 
 
 @dataclass(frozen=True)
@@ -56,13 +40,15 @@ class LinkSession:
     """A link that is up. Each capability the link offers is a handle here, or None."""
 
     link: Link
-    nvme_namespace: Any = None
-    rdma_pair: Any = None
-    ip_tunnel: Any = None
+    nvme_namespace: NvmeNamespace | None = None
+    rdma_pair: RdmaPair | None = None
+    ip_tunnel: IpTunnel | None = None
     facts: dict[str, str] = field(default_factory=dict)
 
-    def capability(self, name: str) -> Any:
-        return getattr(self, name)
+    def capability(self, name: str) -> NvmeNamespace | RdmaPair | IpTunnel | None:
+        """The handle of capability ``name`` (a field of this record), or None."""
+        handle: NvmeNamespace | RdmaPair | IpTunnel | None = getattr(self, name)
+        return handle
 
 
 @dataclass(frozen=True)
@@ -85,30 +71,7 @@ class LinkDriver(Protocol):
     def down(self) -> None: ...
 
 
-DriverFactory = Callable[[LinkContext], LinkDriver]
-_REGISTRY: dict[str, DriverFactory] = {}
-
-
-def register(link_type: str) -> Callable[[DriverFactory], DriverFactory]:
-    """Class decorator: the driver for ``link_type``."""
-
-    def decorate(factory: DriverFactory) -> DriverFactory:
-        _REGISTRY[link_type] = factory
-        return factory
-
-    return decorate
-
-
 def driver_for(context: LinkContext) -> LinkDriver:
-    """The driver for the context's link, importing ``fabqual.links.<type>`` on first use."""
-    link_type = context.link.type
-    if link_type not in _REGISTRY:
-        try:
-            importlib.import_module(f"fabqual.links.{link_type}")
-        except ModuleNotFoundError as error:
-            if error.name != f"fabqual.links.{link_type}":
-                raise
-            raise FabqualError(
-                f"no driver for link type {link_type!r} (expected module fabqual.links.{link_type})"
-            ) from None
-    return _REGISTRY[link_type](context)
+    """The driver registered for the context's link type."""
+    driver: LinkDriver = link_driver(context.link.type)(context)
+    return driver

@@ -21,12 +21,47 @@ from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import Executor
 from fabqual.handles import FabricFault, NvmeNamespace
 from fabqual.line_rate import LineRate
-from fabqual.links.base import LinkContext, LinkSession, register
+from fabqual.links.base import LinkContext, LinkSession
 from fabqual.links.nvme_repair import restore_namespace
-from fabqual.topology.model import FcNvmeParams, Hba, Node
+from fabqual.linkspec import LinkSpec, link_type
+from fabqual.requirement import Requirement, hba_needs, module, nvme_export_needs, nvme_host_needs
+from fabqual.tools import fio
+from fabqual.topology.load import check_namespaces
+from fabqual.topology.model import FcNvmeParams, Hba, Link, Node, Topology
 
 
-@register("fc_nvme")
+def requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
+    reqs = hba_needs(node, device)
+    if not isinstance(link.params, FcNvmeParams):
+        return reqs
+    if role == "host":
+        return reqs + nvme_host_needs("fc")
+    reqs += nvme_export_needs(node, link.params.namespaces, "fc")
+    if device and node.hba(device).emulation == "fcloop":
+        reqs.append(module("nvme-fcloop"))
+    return reqs
+
+
+def check(topology: Topology, link: Link) -> None:
+    assert isinstance(link.params, FcNvmeParams)
+    check_namespaces(topology, link, link.params.namespaces)
+
+
+SPEC = LinkSpec(
+    name="fc_nvme",
+    short="fc",
+    params=FcNvmeParams,
+    roles={"target": "nvme_target", "host": "nvme_host"},
+    device_kind="HBA",
+    capabilities=("nvme_namespace",),
+    metrics=fio.SPEC.metric_names,
+    requirements=requirements,
+    check=check,
+    description="NVMe over Fibre Channel: kernel nvmet-fc or SPDK, host nvme-fc",
+)
+
+
+@link_type(SPEC)
 class FcNvmeLink:
     def __init__(self, context: LinkContext) -> None:
         self.context = context

@@ -33,9 +33,15 @@ from fabqual.executors.base import Executor, log_step
 from fabqual.executors.netns import NetnsExecutor
 from fabqual.handles import IpTunnel, TunnelEnd
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
-from fabqual.links.base import LinkContext, LinkSession, register
+from fabqual.links.base import LinkContext, LinkSession
 from fabqual.links.carriers import carrier_for
-from fabqual.topology.model import IpofcParams
+from fabqual.links.carriers.base import fabric_module
+from fabqual.linkspec import LinkSpec, link_type
+from fabqual.requirement import Requirement, hba_needs, module, tool
+from fabqual.tools import iperf3, ping
+from fabqual.topology.grammar import DISCOVER
+from fabqual.topology.load import check_mtus
+from fabqual.topology.model import IpofcParams, Link, Node, Topology
 
 TUN_NAMES = {"target": "fqipfc0", "initiator": "fqipfc1"}
 
@@ -122,7 +128,42 @@ class TunDevice:
         self.executor.run(f"ip link set dev {shlex.quote(self.ifname)} mtu {mtu} up", timeout=30)
 
 
-@register("ipofc")
+def requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
+    carrier = link.params.carrier if isinstance(link.params, IpofcParams) else "fc"
+    reqs = hba_needs(node, device)
+    reqs += [module("tun"), module("sg"), tool("ping"), tool("iperf3"), tool("python3")]
+    if role == "target":
+        reqs += [module("target_core_user"), Requirement("configfs", "/sys/kernel/config")]
+        reqs.append(module(fabric_module(carrier)))
+        if carrier == "fc":  # the WWPN picks the port whose own qlini_mode counts, when declared
+            reqs.append(Requirement("target_mode", "qla2xxx", node.hba(device).wwpn if device else DISCOVER))
+    else:
+        reqs.append(tool("sg_inq"))
+    if carrier == "fcoe":
+        reqs.append(module("fcoe"))
+    return reqs
+
+
+def check(topology: Topology, link: Link) -> None:
+    assert isinstance(link.params, IpofcParams)
+    check_mtus(topology, link, link.params.mtus)
+
+
+SPEC = LinkSpec(
+    name="ipofc",
+    short="ipofc",
+    params=IpofcParams,
+    roles={"target": "ipofc_end", "initiator": "ipofc_end"},
+    device_kind="HBA",
+    capabilities=("ip_tunnel",),
+    metrics=ping.SPEC.metric_names + iperf3.SPEC.metric_names,
+    requirements=requirements,
+    check=check,
+    description="IP tunnelled through SCSI commands over FC (fabqual's TCMU handler on the target)",
+)
+
+
+@link_type(SPEC)
 class IpofcLink:
     def __init__(self, context: LinkContext) -> None:
         self.context = context

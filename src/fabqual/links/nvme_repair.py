@@ -27,6 +27,8 @@ def restore_namespace(session: LinkSession, nvme: NvmeHost, specs: tuple[Connect
     session's handle replaced.
     """
     old = session.nvme_namespace
+    if old is None:  # the link's bring-up had not finished: nothing to restore
+        return
     controllers = nvme.ensure_live(specs, grace=RELIVE_GRACE)
     nqn = specs[0].subsystem_nqn
     device = nvme.namespace_device(nqn)

@@ -24,15 +24,50 @@ from fabqual.errors import DriverError
 from fabqual.executors.base import log_step
 from fabqual.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
 from fabqual.line_rate import LineRate
-from fabqual.links.base import LinkContext, LinkSession, register
+from fabqual.links.base import LinkContext, LinkSession
 from fabqual.links.nvme_repair import restore_namespace
-from fabqual.topology.model import NvmetRdmaParams
+from fabqual.linkspec import LinkSpec, link_type
+from fabqual.requirement import Requirement, nvme_export_needs, nvme_host_needs, rnic_needs
+from fabqual.tools import fio, perftest
+from fabqual.topology.load import check_namespaces, check_rdma_paths
+from fabqual.topology.model import Link, Node, NvmetRdmaParams, Topology
 
 # A path given back reconnects within the host's reconnect_delay (2 s) once the port exports again.
 PATH_BACK_TIMEOUT = 60.0
 
 
-@register("nvmet_rdma")
+def requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
+    reqs = rnic_needs(node, device)
+    if not isinstance(link.params, NvmetRdmaParams):
+        return reqs
+    if role == "host":
+        return reqs + nvme_host_needs("rdma")
+    return reqs + nvme_export_needs(node, link.params.namespaces, "rdma")
+
+
+def check(topology: Topology, link: Link) -> None:
+    assert isinstance(link.params, NvmetRdmaParams)
+    check_namespaces(topology, link, link.params.namespaces)
+    check_rdma_paths(topology, link, link.params)
+
+
+SPEC = LinkSpec(
+    name="nvmet_rdma",
+    short="rdma",
+    params=NvmetRdmaParams,
+    roles={"target": "nvme_target", "host": "nvme_host"},
+    device_kind="RNIC",
+    capabilities=("nvme_namespace", "rdma_pair", "nvme_multipath"),
+    metrics=fio.SPEC.metric_names + perftest.SPEC.metric_names,
+    requirements=requirements,
+    check=check,
+    offered_when={"nvme_multipath": lambda link: bool(getattr(link.params, "extra_paths", ()))},
+    node_roles=("rdma_endpoint",),
+    description="NVMe over RoCE: kernel nvmet-rdma or SPDK, host nvme-rdma; perftest between the RNICs",
+)
+
+
+@link_type(SPEC)
 class NvmetRdmaLink:
     def __init__(self, context: LinkContext) -> None:
         self.context = context

@@ -28,7 +28,11 @@ from fabqual.drivers.journal import Journal
 from fabqual.errors import DriverError, FabqualError, LabError
 from fabqual.executors.base import log_step
 from fabqual.handles import RdmaEndpoint, RdmaPair
-from fabqual.links.base import LinkContext, LinkSession, register
+from fabqual.links.base import LinkContext, LinkSession
+from fabqual.linkspec import LinkSpec, link_type
+from fabqual.requirement import Requirement, rnic_needs
+from fabqual.tools import perftest
+from fabqual.topology.load import check_vcenter
 from fabqual.topology.model import EsxiHost, Link, Node, PvrdmaParams, Topology, VCenter
 from fabqual.vsphere.vcenter import Changes, HostPlan, VCenterDriver
 from fabqual.vsphere.vcsim import VcsimInstance, running_vcsim
@@ -179,7 +183,30 @@ class VSphereSide:
         self.vcsim = None
 
 
-@register("pvrdma")
+def requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
+    return rnic_needs(node, device)
+
+
+def check(topology: Topology, link: Link) -> None:
+    assert isinstance(link.params, PvrdmaParams)
+    check_vcenter(topology, link, link.params.vcenter)
+
+
+SPEC = LinkSpec(
+    name="pvrdma",
+    short="pvrdma",
+    params=PvrdmaParams,
+    roles={"server": "vm", "client": "vm"},
+    device_kind="RNIC",
+    capabilities=("rdma_pair",),
+    metrics=perftest.SPEC.metric_names,
+    requirements=requirements,
+    check=check,
+    description="VMware paravirtual RDMA set up through vCenter; perftest between two VMs",
+)
+
+
+@link_type(SPEC)
 class PvrdmaLink:
     def __init__(self, context: LinkContext) -> None:
         self.context = context

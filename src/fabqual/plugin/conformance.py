@@ -121,7 +121,7 @@ def conformance(request: pytest.FixtureRequest, fabqual_run: QualificationRun, l
 @pytest.fixture
 def nvme_fabric(link_session: LinkSession, fabqual_run: QualificationRun) -> Iterator[NvmeFabric]:
     """The link's kernel nvmet target and its host; what the case creates is removed when it ends."""
-    namespace = link_session.capability("nvme_namespace")
+    namespace = link_session.nvme_namespace
     if namespace is None:
         pytest.skip(f"link {link_session.link.name} came up without nvme_namespace")
     backend = namespace.facts.get("target_backend", "kernel")

@@ -18,12 +18,12 @@ import pytest
 
 from fabqual.errors import FabqualError
 from fabqual.health import bad_kernel_lines, kernel_lines_since, mark_kernel_log
-from fabqual.links.base import SHORT_NAMES, MissingLink, offers
+from fabqual.links.base import MissingLink, offers
+from fabqual.linkspec import link_spec, link_types
 from fabqual.plugin.keys import FAILED_MEASUREMENTS, RUN
 from fabqual.plugin.outcomes import row_nodes
 from fabqual.plugin.run import QualificationRun
 from fabqual.report.pytest_report import REPORTED_RUN
-from fabqual.topology.model import LINK_TYPES
 
 TOPOLOGY_ENV = "FABQUAL_TOPOLOGY"
 
@@ -58,7 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.import_plugin("fabqual.report.pytest_report")
     config.pluginmanager.import_plugin("fabqual.plugin.outcomes")
     config.pluginmanager.import_plugin("fabqual.plugin.conformance")
-    for link_type in LINK_TYPES:
+    try:
+        known = link_types()
+    except FabqualError as error:  # a broken link type plugin: its one line, not a traceback
+        raise pytest.UsageError(str(error)) from None
+    for link_type in known:
         config.addinivalue_line("markers", f"{link_type}: runs on {link_type} links")
     config.addinivalue_line("markers", "capability(name): the link capability the test needs (e.g. nvme_namespace)")
     config.addinivalue_line("markers", "emulated_lab: boots the emulated lab (slow)")
@@ -128,7 +132,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         per_type[link.type] = per_type.get(link.type, 0) + 1
     params = []
     for link in links:
-        short = SHORT_NAMES[link.type]
+        short = link_spec(link.type).short
         ident = f"tr={short}" if per_type[link.type] == 1 else f"tr={short}-link={link.name}"
         params.append(pytest.param(link, id=ident, marks=getattr(pytest.mark, link.type)))
     if not params:

@@ -39,6 +39,7 @@ import pytest
 
 import fabqual
 from fabqual.executors.base import Executor
+from fabqual.linkspec import link_types
 from fabqual.measure import USER_PROPERTY
 from fabqual.redaction import contains_secret, install_log_redaction, of_topology, redact
 from fabqual.report.compare import MetricDelta, compare_runs, load_deviations
@@ -66,8 +67,6 @@ BASELINE_ENV = "FABQUAL_BASELINE"
 DEVIATIONS_ENV = "FABQUAL_DEVIATIONS"
 PLACE_ENV, PLACE_TAGS_ENV = "FABQUAL_PLACE", "FABQUAL_PLACE_TAGS"  # set by fabqual.fleet.nightly
 MAX_OUTPUT_CHARS = 256_000  # per attached output in the JSON: a runaway tool must not bloat it
-
-LINK_TYPES = ("fc_nvme", "nvmet_rdma", "pvrdma", "ipofc")
 
 
 @dataclass
@@ -290,7 +289,7 @@ def _test_entry(item: pytest.Item | None, nodeid: str = "") -> dict[str, Any]:
     callspec = getattr(item, "callspec", None)
     link = callspec.params.get("link") if callspec is not None else None
     markers = item.iter_markers() if item is not None else iter(())
-    link_type = getattr(link, "type", None) or next((m.name for m in markers if m.name in LINK_TYPES), None)
+    link_type = getattr(link, "type", None) or next((m.name for m in markers if m.name in link_types()), None)
     case = item.get_closest_marker("conformance") if item is not None else None
     conformance = {k: str(case.kwargs.get(k, "")) for k in ("case", "category")} if case is not None else None
     return {

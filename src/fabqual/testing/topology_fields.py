@@ -11,7 +11,8 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from fabqual.topology.model import LINK_PARAMS, Topology
+from fabqual.linkspec import link_spec, link_types
+from fabqual.topology.model import Topology
 
 
 def _is_text(hint: Any) -> bool:
@@ -38,9 +39,10 @@ def _records(hint: Any) -> list[type]:
 
 
 def string_fields() -> dict[str, str | None]:
-    """``Record.field`` → the name of its check (None when it has none), for every record under Topology."""
+    """``Record.field`` → the name of its check (None when it has none), for every record under Topology
+    and every registered link type's params record."""
     fields: dict[str, str | None] = {}
-    todo: list[type] = [Topology]
+    todo: list[type] = [Topology, *(link_spec(name).params for name in link_types())]
     seen: set[type] = set()
     while todo:
         record = todo.pop()
@@ -54,5 +56,4 @@ def string_fields() -> dict[str, str | None]:
                 check = f.metadata.get("check")
                 fields[f"{record.__name__}.{f.name}"] = check.__name__ if check else None
             todo += _records(hint)
-    assert set(LINK_PARAMS.values()) <= seen, "every link's params record is reachable from Topology"
     return fields

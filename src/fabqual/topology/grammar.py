@@ -225,6 +225,7 @@ def each(check: Check) -> Callable[[tuple[str, ...]], str | None]:
         return None
 
     check_items.__name__ = f"each({check.__name__})"
+    check_items.item_check = check  # type: ignore[attr-defined]  # records.build names the item at fault
     return check_items
 
 

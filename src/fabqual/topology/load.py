@@ -12,21 +12,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from fabqual import linkspec  # a module reference: linkspec imports these records (no import-time cycle)
 from fabqual.errors import TopologyError
 from fabqual.topology.model import (
-    LINK_PARAMS,
-    LINK_ROLES,
-    LINK_TYPES,
     SCRATCH_IDENTITY_KEYS,
     Endpoint,
     EsxiHost,
-    FcNvmeParams,
-    IpofcParams,
     Link,
-    LinkParams,
     Node,
     NvmetRdmaParams,
-    PvrdmaParams,
     ScratchDevice,
     Topology,
     VCenter,
@@ -35,18 +29,6 @@ from fabqual.topology.records import build, checked, convert
 from fabqual.topology.strict_yaml import parse, read_text
 
 TOP_LEVEL_KEYS = ("name", "profile", "emulated", "nodes", "vcenters", "esxi_hosts", "links")
-
-# The role a node must declare to serve as each link endpoint.
-ENDPOINT_NODE_ROLE: dict[tuple[str, str], str] = {
-    ("fc_nvme", "target"): "nvme_target",
-    ("fc_nvme", "host"): "nvme_host",
-    ("nvmet_rdma", "target"): "nvme_target",
-    ("nvmet_rdma", "host"): "nvme_host",
-    ("pvrdma", "server"): "vm",
-    ("pvrdma", "client"): "vm",
-    ("ipofc", "target"): "ipofc_end",
-    ("ipofc", "initiator"): "ipofc_end",
-}
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -96,17 +78,20 @@ def _build_link(raw: Any, source: str, path: str) -> Link:
     if not isinstance(raw, dict):
         raise TopologyError(source, path, "expected a mapping with 'name', 'type' and the endpoints")
     if "type" not in raw:
-        raise TopologyError(source, f"{path}.type", f"required key is missing (one of {', '.join(LINK_TYPES)})")
+        raise TopologyError(
+            source, f"{path}.type", f"required key is missing (one of {', '.join(linkspec.link_types())})"
+        )
     link_type = raw["type"]
-    if link_type not in LINK_TYPES:
-        raise TopologyError(source, f"{path}.type", f"{link_type!r} is not one of {', '.join(LINK_TYPES)}")
+    if not isinstance(link_type, str) or link_type not in linkspec.link_types():
+        raise TopologyError(source, f"{path}.type", f"{link_type!r} is not one of {', '.join(linkspec.link_types())}")
+    spec = linkspec.link_spec(link_type)
     if "name" not in raw:
         raise TopologyError(source, f"{path}.name", "required key is missing")
     name = checked(Link, "name", raw["name"], source, f"{path}.name")
     path = f"links.{name}"
     emulated = convert(bool, raw.get("emulated", False), source, f"{path}.emulated")
 
-    roles = LINK_ROLES[link_type]
+    roles = tuple(spec.roles)
     endpoints = {}
     for role in roles:
         if role not in raw:
@@ -115,7 +100,7 @@ def _build_link(raw: Any, source: str, path: str) -> Link:
             )
         endpoints[role] = build(Endpoint, raw[role], source, f"{path}.{role}")
     params_data = {k: v for k, v in raw.items() if k not in ("name", "type", "emulated", *roles)}
-    params: LinkParams = build(LINK_PARAMS[link_type], params_data, source, path)
+    params: object = build(spec.params, params_data, source, path)
     return Link(name=name, type=link_type, endpoints=endpoints, params=params, emulated=emulated)
 
 
@@ -176,7 +161,7 @@ def _check_references(topology: Topology) -> None:
             )
 
     for link in topology.links:
-        _check_link(topology, link, node_names, vcenter_names)
+        _check_link(topology, link, node_names)
 
 
 def _check_scratch_naming(source: str, base: str, scratch: ScratchDevice) -> None:
@@ -190,21 +175,23 @@ def _check_scratch_naming(source: str, base: str, scratch: ScratchDevice) -> Non
         raise TopologyError(source, f"{base}.path", f"create: {scratch.create} makes the device at a path; give path")
 
 
-def _check_link(topology: Topology, link: Link, node_names: set[str], vcenter_names: set[str]) -> None:
+def _check_link(topology: Topology, link: Link, node_names: set[str]) -> None:
     source = topology.source
+    spec = linkspec.link_spec(link.type)
     base = f"links.{link.name}"
     for role, end in link.endpoints.items():
         if end.node not in node_names:
             raise TopologyError(source, f"{base}.{role}.node", f"no node named {end.node!r} under 'nodes'")
         node = topology.node(end.node)
-        needed_role = ENDPOINT_NODE_ROLE[(link.type, role)]
+        needed_role = spec.roles[role]
         if needed_role not in node.roles:
             raise TopologyError(
                 source,
                 f"{base}.{role}.node",
                 f"node {node.name!r} is used as {link.type} {role} but does not list role {needed_role!r}",
             )
-        devices, kind = _endpoint_devices(link.type, node)
+        kind = spec.device_kind
+        devices = {device.name for device in linkspec.DEVICE_KINDS[kind](node)} if kind else set()
         if kind and end.device is None:
             raise TopologyError(
                 source, f"{base}.{role}.device", f"required: the {kind} of node {node.name!r} this link uses"
@@ -217,32 +204,45 @@ def _check_link(topology: Topology, link: Link, node_names: set[str], vcenter_na
                 f"node {node.name!r} has no {kind or 'device'} named {end.device!r} (it has: {known})",
             )
 
-    params = link.params
-    if isinstance(params, (FcNvmeParams, NvmetRdmaParams)):
-        target = topology.node(link.end("target").node)
-        scratch = {s.name for s in target.scratch_devices}
-        if not params.namespaces:
+    spec.check(topology, link)
+
+
+def check_namespaces(topology: Topology, link: Link, namespaces: tuple[str, ...]) -> None:
+    """An NVMe link exports at least one namespace, each a scratch device of its target node."""
+    target = topology.node(link.end("target").node)
+    scratch = {s.name for s in target.scratch_devices}
+    base = f"links.{link.name}"
+    if not namespaces:
+        raise TopologyError(
+            topology.source, f"{base}.namespaces", "list at least one scratch device of the target to export"
+        )
+    for i, ns in enumerate(namespaces):
+        if ns not in scratch:
             raise TopologyError(
-                source, f"{base}.namespaces", "list at least one scratch device of the target to export"
+                topology.source,
+                f"{base}.namespaces[{i}]",
+                f"node {target.name!r} has no scratch device named {ns!r}; only scratch devices are ever exported",
             )
-        for i, ns in enumerate(params.namespaces):
-            if ns not in scratch:
-                raise TopologyError(
-                    source,
-                    f"{base}.namespaces[{i}]",
-                    f"node {target.name!r} has no scratch device named {ns!r}; only scratch devices are ever exported",
-                )
-    if isinstance(params, NvmetRdmaParams):
-        _check_rdma_paths(topology, link, params)
-    if isinstance(params, PvrdmaParams) and params.vcenter not in vcenter_names:
-        raise TopologyError(source, f"{base}.vcenter", f"no vCenter named {params.vcenter!r} under 'vcenters'")
-    if isinstance(params, IpofcParams):
-        for i, mtu in enumerate(params.mtus):
-            if not 576 <= mtu <= 65535:
-                raise TopologyError(source, f"{base}.mtus[{i}]", f"an MTU is between 576 and 65535 (got {mtu})")
 
 
-def _check_rdma_paths(topology: Topology, link: Link, params: NvmetRdmaParams) -> None:
+def check_vcenter(topology: Topology, link: Link, vcenter: str) -> None:
+    """The vCenter a link names is under 'vcenters'."""
+    if vcenter not in {v.name for v in topology.vcenters}:
+        raise TopologyError(
+            topology.source, f"links.{link.name}.vcenter", f"no vCenter named {vcenter!r} under 'vcenters'"
+        )
+
+
+def check_mtus(topology: Topology, link: Link, mtus: tuple[int, ...]) -> None:
+    """Each MTU a link declares is one an IP interface can take."""
+    for i, mtu in enumerate(mtus):
+        if not 576 <= mtu <= 65535:
+            raise TopologyError(
+                topology.source, f"links.{link.name}.mtus[{i}]", f"an MTU is between 576 and 65535 (got {mtu})"
+            )
+
+
+def check_rdma_paths(topology: Topology, link: Link, params: NvmetRdmaParams) -> None:
     """Each extra path names RNICs the nodes have, and no two paths share a target port."""
     base = f"links.{link.name}.extra_paths"
     seen = {(link.end("target").device, params.trsvcid): "the link's own path"}
@@ -265,14 +265,6 @@ def _check_rdma_paths(topology: Topology, link: Link, params: NvmetRdmaParams) -
                 f"RNIC {port[0]!r} port {port[1]} is already {seen[port]}; give each path its own trsvcid or RNIC",
             )
         seen[port] = f"extra_paths[{i}]"
-
-
-def _endpoint_devices(link_type: str, node: Node) -> tuple[set[str], str]:
-    if link_type in ("fc_nvme", "ipofc"):
-        return {h.name for h in node.hbas}, "HBA"
-    if link_type in ("nvmet_rdma", "pvrdma"):
-        return {r.name for r in node.rnics}, "RNIC"
-    return set(), ""
 
 
 def _check_credentials(source: str, base: str, node: Node) -> None:

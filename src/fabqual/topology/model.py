@@ -39,10 +39,21 @@ from fabqual.topology.grammar import (
 )
 from fabqual.topology.records import field
 
-LinkType = Literal["fc_nvme", "nvmet_rdma", "pvrdma", "ipofc"]
-LINK_TYPES: tuple[str, ...] = ("fc_nvme", "nvmet_rdma", "pvrdma", "ipofc")
 
-Role = Literal["nvme_target", "nvme_host", "rdma_endpoint", "vm", "ipofc_end"]
+def check_link_type(value: str) -> str | None:
+    """A registered link type (:mod:`fabqual.linkspec`: built-in or from an installed plugin)."""
+    from fabqual.linkspec import link_types  # the registry imports these records: asked at load time
+
+    known = link_types()
+    return None if value in known else f"not one of {', '.join(known)}"
+
+
+def check_node_role(value: str) -> str | None:
+    """A node role some registered link type defines."""
+    from fabqual.linkspec import node_roles
+
+    known = node_roles()
+    return None if value in known else f"not one of {', '.join(known)}"
 
 
 def check_port(value: int) -> str | None:
@@ -175,7 +186,7 @@ class Node:
     credentials: Credentials = field(Credentials(agent=True))
     host_key_check: bool = field(True, doc="false only for throwaway nodes (never with password_env)")
     known_hosts: str | None = field(None, check=check_local_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
-    roles: tuple[Role, ...] = field(())
+    roles: tuple[str, ...] = field((), check=each(check_node_role), doc="what the node serves as")
     hbas: tuple[Hba, ...] = field(())
     rnics: tuple[Rnic, ...] = field(())
     scratch_devices: tuple[ScratchDevice, ...] = field(())
@@ -281,31 +292,14 @@ class IpofcParams:
     offload: bool = field(True, doc="TUN checksum/TSO offload: TCP crosses in 64 KiB super-packets at any MTU")
 
 
-LinkParams = FcNvmeParams | NvmetRdmaParams | PvrdmaParams | IpofcParams
-
-# Which endpoint roles each link type has, and which params record it takes.
-LINK_ROLES: dict[str, tuple[str, ...]] = {
-    "fc_nvme": ("target", "host"),
-    "nvmet_rdma": ("target", "host"),
-    "pvrdma": ("server", "client"),
-    "ipofc": ("target", "initiator"),
-}
-LINK_PARAMS: dict[str, type] = {
-    "fc_nvme": FcNvmeParams,
-    "nvmet_rdma": NvmetRdmaParams,
-    "pvrdma": PvrdmaParams,
-    "ipofc": IpofcParams,
-}
-
-
 @dataclass(frozen=True, kw_only=True)
 class Link:
     """A link under test between endpoints of the rack."""
 
     name: str = field(check=check_name)
-    type: LinkType
+    type: str = field(check=check_link_type, doc="a registered link type")
     endpoints: dict[str, Endpoint]
-    params: LinkParams
+    params: object = field(doc="the link type's params record (its LinkSpec.params)")
     emulated: bool = False
 
     def end(self, role: str) -> Endpoint:

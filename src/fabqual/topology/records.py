@@ -49,7 +49,13 @@ def build(cls: type[T], data: Any, source: str, path: str) -> T:
             continue
         value = convert(hints[name], data[name], source, key_path)
         check = f.metadata.get("check")
-        if check is not None and value is not None:
+        item_check = getattr(check, "item_check", None)
+        if item_check is not None and isinstance(value, tuple):  # each(...): name the item at fault
+            for i, item in enumerate(value):
+                problem = item_check(item)
+                if problem:
+                    raise TopologyError(source, f"{key_path}[{i}]", f"{problem} (got {_show(item)})")
+        elif check is not None and value is not None:
             problem = check(value)
             if problem:
                 raise TopologyError(source, key_path, f"{problem} (got {_show(data[name])})")

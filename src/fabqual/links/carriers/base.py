@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.lio_export import Backing, ExportedLun
@@ -67,6 +67,15 @@ def carrier_names() -> tuple[str, ...]:
     for module in BUILTIN:
         importlib.import_module(f"fabqual.links.carriers.{module}")
     return tuple(_CARRIERS)
+
+
+def fabric_module(name: str) -> str:
+    """The LIO fabric module carrier ``name`` exports with (for the doctor); DriverError if unknown."""
+    known = carrier_names()
+    if name not in _CARRIERS:
+        raise DriverError(f"IPoFC carrier {name!r} is not registered; use one of {', '.join(known)}")
+    carrier: Any = _CARRIERS[name]  # a Carrier class: fabric_module is a class attribute
+    return str(carrier.fabric_module)
 
 
 def carrier_for(name: str, context: LinkContext, journal: Journal) -> Carrier:
