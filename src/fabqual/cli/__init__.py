@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 
-from fabqual.cli import clean, compare, doctor, fleet, lab, nightly, results
+from fabqual.cli import clean, compare, doctor, fleet, lab, matrix, nightly, results
 from fabqual.errors import FabqualError
 from fabqual.redaction import install_log_redaction
 
-COMMANDS = (doctor, lab, compare, nightly, results, fleet, clean)
+COMMANDS = (doctor, lab, matrix, compare, nightly, results, fleet, clean)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,13 +11,16 @@ from typing import NoReturn
 from fabqual.cli.args import Subcommands
 from fabqual.errors import LabError
 from fabqual.lab.lab import GUESTS, EmulatedLab
+from fabqual.lab.releases import DEFAULT_RELEASE, RELEASES, Pair, check_release
 
 
 def register(subparsers: Subcommands) -> None:
     """Add the ``lab`` command and its subcommands to a parent parser."""
     lab = subparsers.add_parser("lab", help="the emulated lab: two QEMU guests standing in for a rack")
     commands = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,down,status,ssh}")
-    up = commands.add_parser("up", help="build the image if needed and boot both guests")
+    up = commands.add_parser("up", help="build the images if needed and boot both guests")
+    up.add_argument("--target", type=_release, default=None, help=f"Debian release of tgt ({', '.join(RELEASES)})")
+    up.add_argument("--host", type=_release, default=None, help="Debian release of ini (default: as --target)")
     up.set_defaults(func=_up)
     down = commands.add_parser("down", help="stop both guests and restore the host")
     down.set_defaults(func=_down)
@@ -39,10 +42,22 @@ def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _up(_args: argparse.Namespace) -> int:
-    lab = EmulatedLab(progress=_progress)
+def _release(text: str) -> str:
+    try:
+        return check_release(text)
+    except LabError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _up(args: argparse.Namespace) -> int:
+    pair = None
+    if args.target or args.host:
+        target = args.target or DEFAULT_RELEASE
+        pair = Pair(target, args.host or target)
+    lab = EmulatedLab(progress=_progress, pair=pair)
     if lab.is_running():
-        print(f"the emulated lab is already running; topology {lab.topology_path}")
+        lab.ensure_up()  # one line if it runs another pair than asked for
+        print(f"the emulated lab is already running ({lab.pair.name}); topology {lab.topology_path}")
         return 0
     # Ctrl-C and a plain kill both go through the same cleanup in ensure_up().
     signal.signal(signal.SIGTERM, _interrupt)
@@ -64,6 +79,8 @@ def _down(_args: argparse.Namespace) -> int:
 def _status(_args: argparse.Namespace) -> int:
     status = EmulatedLab().status()
     print(f"state: {status.state}" + (f" ({status.accel})" if status.accel else ""))
+    if status.pair:
+        print(f"releases: tgt Debian {status.pair.target}, ini Debian {status.pair.host}")
     for guest in status.guests:
         where = f"ssh 127.0.0.1:{guest.ssh_port}" if guest.ssh_port else "no port chosen"
         alive = "running" if guest.alive else "stopped"

@@ -27,6 +27,7 @@ from fabqual.errors import FabqualError, LabError
 from fabqual.executors.base import log_step
 from fabqual.lab import vm
 from fabqual.lab.image import Image, cache_root, ensure_image
+from fabqual.lab.releases import Pair
 from fabqual.lab.topology import INI_DATA, TGT_DATA, lab_topology, write_topology
 
 GUESTS: tuple[tuple[str, str], ...] = (("tgt", TGT_DATA), ("ini", INI_DATA))
@@ -35,6 +36,8 @@ GUESTS: tuple[tuple[str, str], ...] = (("tgt", TGT_DATA), ("ini", INI_DATA))
 SOCKET_BUFFER = 4 * 1024 * 1024
 SYSCTLS = ("net.core.rmem_default", "net.core.wmem_default")
 BOOT_TIMEOUT = 420.0  # TCG on two shared cores; measured 37-50 s idle
+# The releases of a lab booted without a pair given (pytest's own lab, the self-tests): TARGET:HOST.
+PAIR_ENV = "FABQUAL_LAB_PAIR"
 
 Progress = Callable[[str], None]
 
@@ -57,13 +60,17 @@ class LabStatus:
     topology: Path | None
     accel: str | None
     detail: str = ""
+    pair: Pair | None = None
 
 
 class EmulatedLab:
     """The two-guest rack in a box. Every method is safe to call in any state."""
 
-    def __init__(self, cache: Path | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, cache: Path | None = None, progress: Progress | None = None, pair: Pair | None = None) -> None:
+        """``pair``: the guests' releases; None takes ``$FABQUAL_LAB_PAIR``, else the running lab's, else
+        bookworm on both."""
         self.cache = (cache or cache_root()) / "lab"
+        self._asked = pair if pair is not None else _pair_from_env()
         self.run_dir = self.cache / "run"
         self.key_file = self.cache / "id_ed25519"
         self.known_hosts = self.run_dir / "known_hosts"
@@ -86,9 +93,11 @@ class EmulatedLab:
         ``wait=True`` wait for that boot and use its lab.
         """
         if self.is_running():
+            self._check_pair()
             return self.topology_path
         with self._lock(wait=wait):
             if self.is_running():
+                self._check_pair()
                 return self.topology_path
             if self._read_state().get("pids"):
                 # A guest died (or an earlier up was killed): stop what is left before booting anew.
@@ -110,6 +119,23 @@ class EmulatedLab:
 
     def is_running(self) -> bool:
         return self.status().state == "running"
+
+    @property
+    def pair(self) -> Pair:
+        """The releases this lab boots (or, when none was asked for, the running lab's)."""
+        if self._asked is not None:
+            return self._asked
+        state = self._read_state()
+        running = state.get("pair") if state.get("pids") else None
+        return Pair.parse(running) if running else Pair()
+
+    def _check_pair(self) -> None:
+        running = self._read_state().get("pair") or Pair().name
+        if self._asked is not None and self._asked.name != running:
+            raise LabError(
+                f"the emulated lab runs {running} (target:host), not {self._asked.name};"
+                " run `fabqual lab down` first, or ask for the running pair"
+            )
 
     def claim(self, session: RunOwner | None) -> None:
         """Record the session that will stop the lab at its end (None: nobody, as after `fabqual lab up`)."""
@@ -159,19 +185,20 @@ class EmulatedLab:
             )
             for name, _address in GUESTS
         )
+        pair = Pair.parse(state["pair"]) if state.get("pair") else None
         if not pids:
             return LabStatus("down", guests, None, None)
         dead = [g for g in guests if not g.alive]
         if not dead:
             # "booting" also covers an `up` killed mid-boot: the next ensure_up() stops and reboots it.
             phase = "running" if state.get("up") else "booting"
-            return LabStatus(phase, guests, self.topology_path, state.get("accel"))
+            return LabStatus(phase, guests, self.topology_path, state.get("accel"), pair=pair)
         detail = "\n".join(
             f"guest {g.name} (pid {g.pid}) is not running; console tail ({g.console_log}):\n"
             + vm.console_tail(g.console_log)
             for g in dead
         )
-        return LabStatus("broken", guests, self.topology_path, state.get("accel"), detail)
+        return LabStatus("broken", guests, self.topology_path, state.get("accel"), detail, pair)
 
     # -- steps --------------------------------------------------------------
 
@@ -189,8 +216,9 @@ class EmulatedLab:
         self._write_known_hosts(ports)
         ssh_ports = {name: ports[f"{name}_ssh"] for name, _a in GUESTS}
         consoles = {name: self.run_dir / f"{name}.console.log" for name, _a in GUESTS}
-        write_topology(self.topology_path, lab_topology(ssh_ports, self.key_file, self.known_hosts, consoles))
-        self._write_state({"ports": ports, "ssh_ports": ssh_ports})
+        pair = self.pair
+        write_topology(self.topology_path, lab_topology(ssh_ports, self.key_file, self.known_hosts, consoles, pair))
+        self._write_state({"ports": ports, "ssh_ports": ssh_ports, "pair": pair.name})
         return self.topology_path
 
     def _boot(self) -> None:
@@ -201,32 +229,36 @@ class EmulatedLab:
                 raise LabError(
                     f"port 127.0.0.1:{port}/{kind} chosen for the lab is now in use; run `fabqual lab down` and retry"
                 )
-        image = ensure_image(self._progress)
-        accel = vm.choose_accel(image, cache_root())
+        pair = Pair.parse(state["pair"])
+        # One image per release, built one after the other (they share the CPUs).
+        built = {release: ensure_image(release, self._progress) for release in dict.fromkeys((pair.target, pair.host))}
+        images = {name: built[pair.for_guest(name)] for name, _address in GUESTS}
+        accel = vm.choose_accel(images["tgt"], cache_root())
         start = time.monotonic()
         # The old values are in the state file before the first change: a kill in between still restores them.
         state["sysctl"] = _sysctls_below()
         state["accel"] = accel
-        state["image"] = image.key
+        state["images"] = {name: f"{image.release}/{image.key}" for name, image in images.items()}
         self._write_state(state)
         _raise_sysctls(state["sysctl"])
         specs = self._specs(ports)
         pids: dict[str, int] = {}
         for spec in specs:
-            log_step(spec.name, f"boot emulated guest ({accel}, ssh 127.0.0.1:{spec.ssh_port})")
+            image = images[spec.name]
+            log_step(spec.name, f"boot emulated guest (Debian {image.release}, {accel}, ssh 127.0.0.1:{spec.ssh_port})")
             pids[spec.name] = vm.start(spec, image, accel, self.key_file.with_suffix(".pub"))
             state["pids"] = pids
             self._write_state(state)
         self._progress(f"booting guests {', '.join(pids)} under QEMU ({accel}); consoles in {self.run_dir}")
         vm.wait_for_ssh(specs, pids, BOOT_TIMEOUT, self._progress)
-        self._check_commands(image)
+        self._check_commands(images)
         state["up"] = True
         self.booted = True
         state["boot_seconds"] = round(time.monotonic() - start, 1)
         self._write_state(state)
         self._progress(f"lab up in {state['boot_seconds']:.0f}s; topology {self.topology_path}")
 
-    def _check_commands(self, image: Image) -> None:
+    def _check_commands(self, images: dict[str, Image]) -> None:
         """A real command through fabqual's SSH executor, with host keys checked, on every guest."""
         from fabqual.executors.ssh import SshExecutor
         from fabqual.topology import load_topology
@@ -248,9 +280,9 @@ class EmulatedLab:
             finally:
                 executor.close()
             kernel, _, host = result.stdout.strip().partition("\n")
-            if kernel != image.abi or host != name:
+            if kernel != images[name].abi or host != name:
                 raise LabError(
-                    f"guest {name}: expected kernel {image.abi} and hostname {name}, got {kernel!r} and {host!r}"
+                    f"guest {name}: expected kernel {images[name].abi} and hostname {name}, got {kernel!r} and {host!r}"
                 )
 
     def _teardown(self) -> None:
@@ -331,6 +363,16 @@ class EmulatedLab:
                 yield
             finally:
                 handle.truncate(0)
+
+
+def _pair_from_env() -> Pair | None:
+    text = os.environ.get(PAIR_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return Pair.parse(text)
+    except LabError as error:
+        raise LabError(f"${PAIR_ENV}: {error}") from None
 
 
 def _port_kinds(ports: dict[str, int]) -> list[tuple[int, str]]:

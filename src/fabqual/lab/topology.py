@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from fabqual.lab.guest import DATA_NETDEV
+from fabqual.lab.releases import Pair
 
 TGT_DATA = "192.168.77.1/24"
 INI_DATA = "192.168.77.2/24"
@@ -31,12 +32,18 @@ STANDS_IN_FOR: dict[str, str] = {
 
 
 def lab_topology(
-    ssh_ports: dict[str, int], key_file: Path, known_hosts: Path, consoles: dict[str, Path] | None = None
+    ssh_ports: dict[str, int],
+    key_file: Path,
+    known_hosts: Path,
+    consoles: dict[str, Path] | None = None,
+    pair: Pair | None = None,
 ) -> dict[str, Any]:
     """The emulated lab as a topology dict: guests ``tgt`` and ``ini`` and their links.
 
     ``consoles``: each guest's serial console log, shown when a guest is lost during a test.
+    ``pair``: the guests' Debian releases, written as the ``lab`` section (bookworm on both if not given).
     """
+    pair = pair or Pair()
 
     def node(name: str, roles: list[str], address: str) -> dict[str, Any]:
         return {
@@ -88,6 +95,7 @@ def lab_topology(
         "name": "emulated-lab",
         "profile": "emulated",
         "emulated": True,
+        "lab": {"target": pair.target, "host": pair.host},
         "nodes": [tgt, ini],
         "links": [
             {

@@ -50,6 +50,17 @@ _EUI = re.compile(r"(eui\.)?([0-9a-fA-F]{2}[ :-]?){7}[0-9a-fA-F]{2}(([0-9a-fA-F]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# The Debian releases the emulated lab's guests can run (fabqual.lab.releases builds their images).
+LAB_RELEASES = ("bullseye", "bookworm", "trixie")
+
+
+def check_lab_release(value: str) -> str | None:
+    """A Debian release the emulated lab builds guest images of."""
+    if value not in LAB_RELEASES:
+        return f"one of {', '.join(LAB_RELEASES)}"
+    return None
+
+
 def check_name(value: str) -> str | None:
     """A name the topology itself gives (node, HBA, RNIC, scratch device, link, vCenter)."""
     if not _NAME.fullmatch(value):

@@ -18,6 +18,7 @@ from fabqual.topology.model import (
     SCRATCH_IDENTITY_KEYS,
     Endpoint,
     EsxiHost,
+    LabReleases,
     Link,
     Node,
     NvmetRdmaParams,
@@ -28,7 +29,7 @@ from fabqual.topology.model import (
 from fabqual.topology.records import build, checked, convert
 from fabqual.topology.strict_yaml import parse, read_text
 
-TOP_LEVEL_KEYS = ("name", "profile", "emulated", "nodes", "vcenters", "esxi_hosts", "links")
+TOP_LEVEL_KEYS = ("name", "profile", "emulated", "lab", "nodes", "vcenters", "esxi_hosts", "links")
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -52,6 +53,7 @@ def parse_topology(text: str, source: str) -> Topology:
     name = checked(Topology, "name", data["name"], source, "name")
     profile = checked(Topology, "profile", data.get("profile", "default"), source, "profile")
     emulated = convert(bool, data.get("emulated", False), source, "emulated")
+    lab = build(LabReleases, data["lab"], source, "lab") if "lab" in data else None
     nodes = convert(tuple[Node, ...], data["nodes"], source, "nodes")
     vcenters = convert(tuple[VCenter, ...], data.get("vcenters", []), source, "vcenters")
     esxi_hosts = convert(tuple[EsxiHost, ...], data.get("esxi_hosts", []), source, "esxi_hosts")
@@ -69,6 +71,7 @@ def parse_topology(text: str, source: str) -> Topology:
         esxi_hosts=esxi_hosts,
         links=links,
         emulated=emulated,
+        lab=lab,
     )
     _check_references(topology)
     return topology

@@ -18,6 +18,7 @@ from fabqual.topology.grammar import (
     check_firmware_file,
     check_host,
     check_inventory_name,
+    check_lab_release,
     check_local_path,
     check_module,
     check_name,
@@ -307,6 +308,14 @@ class Link:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LabReleases:
+    """The emulated lab's guest releases (written by ``fabqual lab up`` into its topology)."""
+
+    target: str = field("bookworm", check=check_lab_release, doc="Debian release of the target guest (tgt)")
+    host: str = field("bookworm", check=check_lab_release, doc="Debian release of the host guest (ini)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Topology:
     """A whole rack: nodes, vCenters, ESXi hosts, links, and the thresholds profile."""
 
@@ -318,6 +327,7 @@ class Topology:
     esxi_hosts: tuple[EsxiHost, ...]
     links: tuple[Link, ...]
     emulated: bool = False
+    lab: LabReleases | None = None
 
     def node(self, name: str) -> Node:
         return _by_name(self.nodes, name)
