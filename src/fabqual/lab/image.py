@@ -160,6 +160,9 @@ def ensure_image(release: str = DEFAULT_RELEASE, progress: Progress = print) -> 
     view, kernel, resolved, key = _plan(release, progress)
     images = cache_root() / "images" / release
     images.mkdir(parents=True, exist_ok=True)
+    built = _image_at(images / key, release, kernel)
+    if built is not None:  # no waiting behind another release's build for an image already there
+        return built
     # One lock for the whole store: builds of different releases queue too (they share the CPUs).
     with _locked(images.parent / ".build.lock", progress):
         image = _image_at(images / key, release, kernel)
