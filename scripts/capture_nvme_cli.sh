@@ -32,7 +32,7 @@ ln -s $S $P/subsystems/$NQN
 nvme connect -t tcp -a 127.0.0.1 -s 4499 -n $NQN -q $HOSTNQN >/dev/null
 sleep 2
 section() { echo "@@@@ $1 @@@@ $2"; shift 2; "$@" 2>&1; echo "@@@@ exit $?"; }
-echo "@@@@ facts @@@@ $(. /etc/os-release; echo "$PRETTY_NAME")|$(uname -r)|$(nvme version 2>&1 | head -n1)|$(dpkg-query -W -f '${Version}' nvme-cli)"
+echo "#### facts #### $(. /etc/os-release; echo "$PRETTY_NAME")|$(uname -r)|$(nvme version 2>&1 | head -n1)|$(dpkg-query -W -f '${Version}' nvme-cli)"
 section list_tcp.json "nvme list -o json" nvme list -o json
 section list_verbose_tcp.json "nvme list -v -o json" nvme list -v -o json
 section list_subsys_tcp.json "nvme list-subsys -o json" nvme list-subsys -o json
@@ -42,7 +42,7 @@ else
   section discover_tcp.txt "nvme discover -t tcp -a 127.0.0.1 -s 4499 -q $HOSTNQN" nvme discover -t tcp -a 127.0.0.1 -s 4499 -q $HOSTNQN
 fi
 GUEST
-facts="$(grep '^@@@@ facts @@@@ ' "$tmp/all" | sed 's/^@@@@ facts @@@@ //')"
+facts="$(grep '^#### facts #### ' "$tmp/all" | sed 's/^#### facts #### //')"
 [ -n "$facts" ] || { echo "capture on $node failed:"; tail -n 20 "$tmp/all"; exit 1; }
 IFS='|' read -r os kernel version package <<< "$facts"
 python3 - "$tmp/all" "$out" "$prefix" "$node" "$os" "$kernel" "$version" "$package" <<'PY'
