@@ -79,7 +79,7 @@ MALFORMED = [
     ("- just\n- a list\n", "bad.yaml: expected a mapping with 'name', 'nodes' and 'links' at the top"),
     (
         changed("colour", "blue"),
-        "bad.yaml: colour: unknown key (known keys: name, profile, emulated, nodes, vcenters, esxi_hosts, links)",
+        "bad.yaml: colour: unknown key (known keys: name, profile, emulated, lab, nodes, vcenters, esxi_hosts, links)",
     ),
     (changed("nodes", DELETE), "bad.yaml: nodes: required key is missing"),
     (changed("nodes.0.adress", "x"), "bad.yaml: nodes[0].adress: unknown key"),
