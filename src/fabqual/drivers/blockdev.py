@@ -194,7 +194,12 @@ def parse_probe(output: str) -> Probe:
         return Probe(resolved=resolved)
     parts = []
     for line in sections["devices"]:
-        name, majmin, *holders = line.split()
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise ParseError("scratch probe", f"device line {line!r} has no major:minor", output)
+        name, majmin, *holders = fields
         parts.append(Part(name, majmin, tuple(holders)))
     roots: dict[str, list[str]] = {}
     for line in sections.get("roots", []):
