@@ -40,12 +40,14 @@ BUILTIN_MODULES = (
     "fabqual.links.nvmet_rdma",
     "fabqual.links.pvrdma",
     "fabqual.links.ipofc",
+    "fabqual.links.nvme_tcp",
 )
 
 # What an endpoint's ``device:`` may name, per kind: the node's records of that kind.
 DEVICE_KINDS: dict[str, Callable[[Node], Iterable[Any]]] = {
     "HBA": lambda node: node.hbas,
     "RNIC": lambda node: node.rnics,
+    "NIC": lambda node: node.nics,
 }
 
 Requirements = Callable[[Link, str, Node, "str | None"], Iterable[Requirement]]

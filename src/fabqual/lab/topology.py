@@ -27,6 +27,8 @@ STANDS_IN_FOR: dict[str, str] = {
     "rnic0": "stands in for a Marvell QL41262 RoCE port (qede + qedr): soft-RoCE rdma_rxe on the data link",
     "nullb0": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
     "nullb1": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
+    "nullb2": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
+    "tcp0": "stands in for a 25G Ethernet port (e.g. E810): the virtio-net data link between the guests",
     "pvrdma0": "stands in for vmw_pvrdma0 (a VM's PVRDMA adapter): soft-RoCE rdma_rxe on the data link",
 }
 
@@ -83,12 +85,15 @@ def lab_topology(
                     "address": address,
                 }
             ],
+            "nics": [
+                {"name": "tcp0", "model": "25GbE (emulated by virtio-net)", "netdev": DATA_NETDEV, "address": address}
+            ],
         }
 
     tgt = node("tgt", ["nvme_target", "nvme_host", "rdma_endpoint", "vm", "ipofc_end"], TGT_DATA)
     tgt["nvme_target"] = {"backend": "kernel"}
     tgt["scratch_devices"] = [
-        {"name": f"nullb{i}", "path": f"/dev/nullb{i}", "create": "null_blk", "size_mb": 512} for i in (0, 1)
+        {"name": f"nullb{i}", "path": f"/dev/nullb{i}", "create": "null_blk", "size_mb": 512} for i in (0, 1, 2)
     ]
     ini = node("ini", ["nvme_host", "rdma_endpoint", "vm", "ipofc_end"], INI_DATA)
     data: dict[str, Any] = {
@@ -114,6 +119,16 @@ def lab_topology(
                 "host": {"node": "ini", "device": "rnic0"},
                 "namespaces": ["nullb1"],
                 # A second target port over the same soft-RoCE devices: native NVMe multipath.
+                "extra_paths": [{"trsvcid": 4421}],
+            },
+            {
+                "name": "tcp0",
+                "type": "nvme_tcp",
+                "emulated": True,
+                "target": {"node": "tgt", "device": "tcp0"},
+                "host": {"node": "ini", "device": "tcp0"},
+                "namespaces": ["nullb2"],
+                # A second target port on the same addresses: native NVMe multipath.
                 "extra_paths": [{"trsvcid": 4421}],
             },
             {

@@ -19,21 +19,18 @@ from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
 from fabqual.drivers.rdma_endpoint import rdma_endpoint, wait_port_active
 from fabqual.drivers.scratch import ensure_scratch
-from fabqual.drivers.target import Export, PortSwitch, export
+from fabqual.drivers.target import Export, export
 from fabqual.errors import DriverError
 from fabqual.executors.base import log_step
 from fabqual.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_repair import restore_namespace
+from fabqual.links.nvme_repair import path_fault, restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, nvme_export_needs, nvme_host_needs, rnic_needs
 from fabqual.tools import fio, perftest
-from fabqual.topology.load import check_namespaces, check_rdma_paths
+from fabqual.topology.load import check_extra_paths, check_namespaces
 from fabqual.topology.model import Link, Node, NvmetRdmaParams, Topology
-
-# A path given back reconnects within the host's reconnect_delay (2 s) once the port exports again.
-PATH_BACK_TIMEOUT = 60.0
 
 
 def requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
@@ -48,7 +45,7 @@ def requirements(link: Link, role: str, node: Node, device: str | None) -> list[
 def check(topology: Topology, link: Link) -> None:
     assert isinstance(link.params, NvmetRdmaParams)
     check_namespaces(topology, link, link.params.namespaces)
-    check_rdma_paths(topology, link, link.params)
+    check_extra_paths(topology, link, link.params.trsvcid, link.params.extra_paths, "RNIC")
 
 
 SPEC = LinkSpec(
@@ -226,25 +223,3 @@ class NvmetRdmaLink:
 
     def down(self) -> None:
         self.journal.undo_all()
-
-
-def path_fault(switch: PortSwitch, nvme: NvmeHost, nqn: str, paths: int) -> FabricFault:
-    """Take one path away at the target (its port stops exporting the subsystem), and give it back.
-
-    The host's controller on that path loses its connection and keeps trying to
-    reconnect; native multipath must carry I/O on the other paths meanwhile.
-    """
-    address = switch.address
-
-    def repair() -> None:
-        switch.resume()
-        live = nvme.wait_live(nqn, timeout=PATH_BACK_TIMEOUT)
-        if len(live) < paths:
-            raise DriverError(f"{nvme.executor.node}: only {len(live)} of {paths} paths of {nqn} came back")
-
-    return FabricFault(
-        f"stop exporting {nqn} on {address.traddr}:{address.trsvcid}",
-        switch.stop,
-        repair,
-        path_address=f"traddr={address.traddr},trsvcid={address.trsvcid}",
-    )

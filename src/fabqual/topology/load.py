@@ -21,8 +21,9 @@ from fabqual.topology.model import (
     LabReleases,
     Link,
     Node,
-    NvmetRdmaParams,
+    RdmaPath,
     ScratchDevice,
+    TcpPath,
     Topology,
     VCenter,
 )
@@ -245,27 +246,29 @@ def check_mtus(topology: Topology, link: Link, mtus: tuple[int, ...]) -> None:
             )
 
 
-def check_rdma_paths(topology: Topology, link: Link, params: NvmetRdmaParams) -> None:
-    """Each extra path names RNICs the nodes have, and no two paths share a target port."""
+def check_extra_paths(
+    topology: Topology, link: Link, trsvcid: int, paths: tuple[RdmaPath | TcpPath, ...], kind: str
+) -> None:
+    """Each extra path names devices of ``kind`` (RNIC, NIC) the nodes have, and no two paths share a target port."""
     base = f"links.{link.name}.extra_paths"
-    seen = {(link.end("target").device, params.trsvcid): "the link's own path"}
-    for i, path in enumerate(params.extra_paths):
+    seen = {(link.end("target").device, trsvcid): "the link's own path"}
+    for i, path in enumerate(paths):
         for role, device in (("target", path.target), ("host", path.host)):
             node = topology.node(link.end(role).node)
-            rnics = {r.name for r in node.rnics}
-            if device is not None and device not in rnics:
-                known = ", ".join(sorted(rnics)) or "none"
+            names = {d.name for d in linkspec.DEVICE_KINDS[kind](node)}
+            if device is not None and device not in names:
+                known = ", ".join(sorted(names)) or "none"
                 raise TopologyError(
                     topology.source,
                     f"{base}[{i}].{role}",
-                    f"node {node.name!r} has no RNIC named {device!r} (it has: {known})",
+                    f"node {node.name!r} has no {kind} named {device!r} (it has: {known})",
                 )
         port = (path.target or link.end("target").device, path.trsvcid)
         if port in seen:
             raise TopologyError(
                 topology.source,
                 f"{base}[{i}]",
-                f"RNIC {port[0]!r} port {port[1]} is already {seen[port]}; give each path its own trsvcid or RNIC",
+                f"{kind} {port[0]!r} port {port[1]} is already {seen[port]}; give each path its own trsvcid or {kind}",
             )
         seen[port] = f"extra_paths[{i}]"
 

@@ -116,6 +116,17 @@ class Rnic:
     emulation: Literal["none", "rxe"] = field("none")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Nic:
+    """An Ethernet port carrying IP storage traffic (NVMe/TCP): its interface and address."""
+
+    name: str = field(check=check_name)
+    model: str = field("unknown", check=check_text, doc="e.g. E810-XXVDA2")
+    netdev: str = field(DISCOVER, check=check_netdev, doc="the interface, or 'discover' to find it by address")
+    address: str = field(check=check_cidr, doc="IPv4 address/prefix on the data link")
+    driver: str | None = field(None, check=check_module, doc="kernel module the doctor checks, e.g. ice")
+
+
 # The ways a scratch device can be named; exactly one per device (checked at load).
 SCRATCH_IDENTITY_KEYS = ("path", "wwid", "serial", "eui")
 
@@ -190,6 +201,7 @@ class Node:
     roles: tuple[str, ...] = field((), check=each(check_node_role), doc="what the node serves as")
     hbas: tuple[Hba, ...] = field(())
     rnics: tuple[Rnic, ...] = field(())
+    nics: tuple[Nic, ...] = field(())
     scratch_devices: tuple[ScratchDevice, ...] = field(())
     nvme_target: NvmeTarget | None = field(None)
     vm: VmPlacement | None = field(None)
@@ -205,6 +217,9 @@ class Node:
 
     def rnic(self, name: str) -> Rnic:
         return _by_name(self.rnics, name)
+
+    def nic(self, name: str) -> Nic:
+        return _by_name(self.nics, name)
 
     def scratch(self, name: str) -> ScratchDevice:
         return _by_name(self.scratch_devices, name)
@@ -271,6 +286,24 @@ class NvmetRdmaParams:
     trsvcid: int = field(4420, check=check_port)
     fio_runtime_s: int = field(10, check=check_positive)
     extra_paths: tuple[RdmaPath, ...] = field((), doc="further target ports/RNICs to the subsystem: multipath")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpPath:
+    """One more path from the host to the same subsystem over TCP (native NVMe multipath)."""
+
+    target: str | None = field(None, check=check_name, doc="NIC of the target node; default: the link's target device")
+    host: str | None = field(None, check=check_name, doc="NIC of the host node; default: the link's host device")
+    trsvcid: int = field(4421, check=check_port)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NvmeTcpParams:
+    namespaces: tuple[str, ...] = field(check=each(check_name), doc="scratch devices of the target node to export")
+    subsystem_nqn: str = field("nqn.2024-01.io.fabqual:nvme-tcp", check=check_nqn)
+    trsvcid: int = field(4420, check=check_port)
+    fio_runtime_s: int = field(10, check=check_positive)
+    extra_paths: tuple[TcpPath, ...] = field((), doc="further target ports/NICs to the subsystem: multipath")
 
 
 @dataclass(frozen=True, kw_only=True)
