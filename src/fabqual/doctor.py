@@ -21,7 +21,7 @@ from fabqual.executors.base import Executor
 from fabqual.linkspec import link_spec
 from fabqual.requirement import Requirement
 from fabqual.tools.declare import probe_for
-from fabqual.topology.grammar import DISCOVER, check_firmware_file, check_module
+from fabqual.topology.grammar import DISCOVER, check_firmware_file, check_module, check_node_path
 from fabqual.topology.model import Link, Node, Topology, normalize_wwn
 
 
@@ -149,6 +149,8 @@ def _check_hugepages(executor: Executor, req: Requirement) -> tuple[str, str] | 
 
 
 def _check_spdk_socket(executor: Executor, req: Requirement) -> tuple[str, str] | None:
+    if check_node_path(req.name):  # the loader refuses such paths; this keeps the probe safe without it
+        return f"{req.name!r} is not a socket path", "correct nvme_target.rpc_socket in the topology"
     if executor.run(f"test -S {shlex.quote(req.name)}", check=False, timeout=30).ok:
         return None
     return f"no SPDK RPC socket at {req.name}", "start nvmf_tgt (or qfc_tgt) with -r pointing at that socket"

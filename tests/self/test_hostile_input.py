@@ -86,6 +86,7 @@ RACK: dict[str, Any] = {
                     "address": "192.168.0.1/24",
                 },
             ],
+            "nics": [{"name": "e0", "model": "E810", "netdev": "eth4", "driver": "ice", "address": "192.168.79.1/24"}],
             "scratch_devices": [{"name": "nullb0", "path": "/dev/nullb0", "create": "null_blk"}],
             "vm": {"vcenter": "vc", "esxi_host": "esx1.lab.example", "vm_name": "VM 20"},
         },
@@ -119,6 +120,7 @@ RACK: dict[str, Any] = {
                     "address": "192.168.0.2/24",
                 },
             ],
+            "nics": [{"name": "e0", "netdev": "eth4", "address": "192.168.79.2/24"}],
             "vm": {"vcenter": "vc", "esxi_host": "esx1.lab.example", "vm_name": "VM30"},
         },
         {
@@ -184,6 +186,15 @@ RACK: dict[str, Any] = {
             "extra_paths": [{"target": "r1", "host": "r1"}],
         },
         {
+            "name": "tcp0",
+            "type": "nvme_tcp",
+            "target": {"node": "tgt", "device": "e0"},
+            "host": {"node": "ini", "device": "e0"},
+            "namespaces": ["nullb0"],
+            "subsystem_nqn": "nqn.2024-01.io.fabqual:nvme-tcp",
+            "extra_paths": [{"trsvcid": 4421}],
+        },
+        {
             "name": "fc1",
             "type": "fc_nvme",
             "target": {"node": "spdk", "device": "fc0"},
@@ -210,7 +221,7 @@ RACK: dict[str, Any] = {
     ],
 }
 
-BROUGHT_UP = ("fc0", "roce0")
+BROUGHT_UP = ("fc0", "roce0", "tcp0")
 REPO = Path(__file__).resolve().parents[2]
 # A real scratch-safety probe of a fresh null_blk on the lab's tgt guest (see its .origin file).
 CLEAN_PROBE = (REPO / "fixtures" / "outputs" / "blockdev" / "clean_nullb.txt").read_text()
@@ -263,7 +274,7 @@ def fake_rack_run() -> Iterator[None]:
 
 
 def exercise(topology: Topology) -> dict[str, FakeNode]:
-    """The doctor over every link, then bring-up and teardown of the fc_nvme and nvmet_rdma links.
+    """The doctor over every link, then bring-up and teardown of the fc_nvme, nvmet_rdma and nvme_tcp links.
 
     A refusal by fabqual itself (one of its errors) is a fine end: it stops before the node is
     harmed. Returns the nodes with every command they were sent.

@@ -119,6 +119,10 @@ class FakeNode:
             return 0, HOSTNQN
         elif head == "cat" and argv[1].endswith("/rate"):
             return 0, "2.5 Gb/sec (1X SDR)"
+        elif head == "cat" and argv[1].startswith("/sys/class/net/") and argv[1].endswith("/operstate"):
+            return 0, "up\n"
+        elif head == "cat" and argv[1].startswith("/sys/class/net/") and argv[1].endswith("/speed"):
+            return 0, "25000\n"
         elif head == "nvme":
             return self._nvme(argv)
         elif text.startswith("grep -H . /sys/class/nvme"):
