@@ -1,10 +1,21 @@
-"""Fixtures shared by the self-tests: one emulated lab per session.
+"""Fixtures shared by the self-tests: one emulated lab per session; the three tiers.
+
+The self-tests live in three directories, one per tier, and each test is
+marked with its tier here, so ``-m "not lab"`` needs no list of files:
+
+- ``unit/``: no VM and no service: parsers, codecs, records, rules, the CLI on bad input,
+  quick runs of a local tool (fio on a file, iperf3 on loopback); under a minute in all;
+- ``integration/`` (marker ``integration``): real programs started on this machine
+  (sshd, vcsim, PostgreSQL, a labgrid coordinator, Chromium, inner pytest sessions);
+- ``lab/`` (marker ``lab``): boots the emulated lab's QEMU guests. A test anywhere
+  that asks for the lab is marked ``lab`` too.
 
 Every self-test that needs real guests asks for ``lab``; the first one boots it
 (building the image when the cache has none) and the session stops it at the
 end, unless it was already running before (then it is someone else's and is
 left alone). Tests that break the lab on purpose ask for ``own_lab`` and run
-last, so they never pull the lab from under the other tests.
+last, so they never pull the lab from under the other tests. The tiers run in
+that order: unit first, so a broken parser fails in seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -77,7 +89,35 @@ def ssh(topology: Topology) -> Iterator[dict[str, SshExecutor]]:
         executor.close()
 
 
+HERE = Path(__file__).parent
+TIERS = ("unit", "integration", "lab")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: starts real programs on this machine (tests/self/integration/)")
+    config.addinivalue_line("markers", "lab: boots the QEMU guests of the emulated lab (tests/self/lab/)")
+
+
+def tier(item: pytest.Item) -> str:
+    """The item's tier: its directory's, or ``lab`` wherever it asks for the lab."""
+    if "session_lab" in getattr(item, "fixturenames", ()):
+        return "lab"
+    try:
+        top = item.path.relative_to(HERE).parts[0]
+    except ValueError:  # not a self-test (e.g. an inner pytest session's own tests)
+        return "unit"
+    return top if top in TIERS else "unit"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that kill or stop the lab run after every other test (stable order otherwise)."""
+    """Mark each test with its tier; run unit, then integration, then lab modules, and the tests that
+    kill or stop the lab after every other test (stable order otherwise, modules kept whole)."""
+    module_tier: dict[Path, int] = {}
+    for item in items:
+        name = tier(item)
+        if name != "unit":
+            item.add_marker(name)
+        module_tier[item.path] = max(module_tier.get(item.path, 0), TIERS.index(name))
     breaking = [item for item in items if "own_lab" in getattr(item, "fixturenames", ())]
-    items[:] = [item for item in items if item not in breaking] + breaking
+    rest = sorted((item for item in items if item not in breaking), key=lambda item: module_tier[item.path])
+    items[:] = rest + breaking

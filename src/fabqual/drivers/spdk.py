@@ -7,7 +7,7 @@ package's own client (``spdk.rpc.client.JSONRPCClient``, from PyPI or SPDK's
 ``python/`` tree) when the node has it, else with a minimal JSON-RPC 2.0
 exchange (SPDK's wire format: one JSON object each way, no framing). The
 requests themselves are built here in exactly the shapes SPDK's ``rpc.py``
-sends (contract-tested in ``tests/self/test_spdk_contract.py``).
+sends (contract-tested in ``tests/self/integration/test_spdk_contract.py``).
 
 SPDK has no RPC to delete a transport: a transport this driver creates lives
 as long as the target process and is reported, not removed.

@@ -1,6 +1,6 @@
 """What fabqual leaves on nodes: a state snapshot, and runs of the suite that get killed.
 
-Shared by the kill self-test (``tests/self/test_kill.py``) and the kill soak
+Shared by the kill self-test (``tests/self/lab/test_kill.py``) and the kill soak
 (``benchmarks/bench_kill.py``): both snapshot every node before the first run,
 kill acceptance runs at chosen points, and compare after one clean run.
 """
