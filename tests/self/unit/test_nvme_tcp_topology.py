@@ -15,7 +15,7 @@ from fabqual.linkspec import link_spec
 from fabqual.topology import load_topology, parse_topology
 from fabqual.topology.model import NvmeTcpParams
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 RACK: dict[str, Any] = {
     "name": "tcp-rack",
