@@ -49,15 +49,15 @@ python3 - "$tmp/all" "$out" "$prefix" "$node" "$os" "$kernel" "$version" "$packa
 import re, sys, datetime
 from pathlib import Path
 text, out, prefix, node, os_name, kernel, version, package = sys.argv[1:]
-sections = re.findall(r"^@@@@ (\S+) @@@@ (.*)\n(.*?)^@@@@ exit (\d+)\n", Path(text).read_text(), re.S | re.M)
+sections = re.findall(r"^@@@@ (\S+) @@@@ ([^\n]*)\n(.*?)^@@@@ exit (\d+)\n", Path(text).read_text(), re.S | re.M)
 for name, command, body, code in sections:
     target = Path(out) / f"{prefix}_{name}"
     target.write_text(body)
     Path(f"{target}.origin").write_text(
         f"captured on {datetime.date.today()} on fabqual's emulated lab, guest {node} ({os_name}, kernel {kernel}),"
         f" with the guest's own nvme-cli ({version}, package nvme-cli {package}), by scripts/capture_nvme_cli.sh:"
-        " a kernel nvmet subsystem nqn.2026-12.org.fabqual:parsers-capture (one 64 MiB file-backed namespace,"
-        " serial fabqualcap01) on an nvmet-tcp port 127.0.0.1:4499, connected with nvme connect -t tcp"
+        " a kernel nvmet subsystem nqn.2026-12.org.fabqual:parsers-capture (one 64 MiB file-backed namespace)"
+        " on an nvmet-tcp port 127.0.0.1:4499, connected with nvme connect -t tcp"
         " -q nqn.2026-12.org.fabqual:parsers-host.\n"
         f"Command: {command}\nExit status: {code}\n"
     )

@@ -19,6 +19,7 @@ from fabqual.ipofc import dispatch, scsi
 from fabqual.plugin.keys import RUN
 from fabqual.tools.iperf3 import run_iperf3
 from fabqual.tools.ping import run_ping
+from fabqual.tools.sg_inq import parse_sg_inq
 from fabqual.topology.model import IpofcParams, Link
 
 PING_COUNT = 20
@@ -102,10 +103,9 @@ def test_sg_inq_shows_scanner_with_fabqual_strings(ip_tunnel: IpTunnel) -> None:
     """sg_inq sees peripheral type 6 and exactly the vendor/product/revision the codec encodes."""
     out = ip_tunnel.initiator.executor.run(f"sg_inq {shlex.quote(_sg(ip_tunnel))}", timeout=60).stdout
     inquiry = EXPECTED.inquiry
-    assert re.search(rf"PDT={scsi.PERIPHERAL_DEVICE_TYPE_SCANNER}\b", out), out
-    assert re.search(rf"Vendor identification:\s*{re.escape(inquiry.vendor)}\s*$", out, re.M), out
-    assert re.search(rf"Product identification:\s*{re.escape(inquiry.product)}\s*$", out, re.M), out
-    assert re.search(rf"Product revision level:\s*{re.escape(inquiry.revision)}\s*$", out, re.M), out
+    seen = parse_sg_inq(out)
+    assert seen.peripheral_type == scsi.PERIPHERAL_DEVICE_TYPE_SCANNER, out
+    assert (seen.vendor, seen.product, seen.revision) == (inquiry.vendor, inquiry.product, inquiry.revision), out
 
 
 @pytest.mark.capability("ip_tunnel")

@@ -19,7 +19,6 @@ served by a userspace handler for IPoFC). Everything is journaled.
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +28,10 @@ from fabqual.drivers.fcoe import FcoeController, SoftFcoe, remote_ports, wait_fc
 from fabqual.drivers.journal import Journal, write
 from fabqual.drivers.lio import Backstore, Lio, loop_wwn
 from fabqual.drivers.scsi_generic import SgDevice, rescan, wait_sg_device
-from fabqual.errors import DriverError, LabError
+from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
+from fabqual.tools.sg_inq import parse_sg_inq
 
 # Makes the LUN's backstore on the target node (a ramdisk for self-tests, TCMU for the link).
 Backing = Callable[[Lio], Backstore]
@@ -169,9 +169,8 @@ def ramdisk(name: str, size_bytes: int) -> Backing:
 def sg_inquiry_identity(executor: Executor, device: str) -> tuple[int, str, str]:
     """Peripheral type, vendor and product as sg3_utils' ``sg_inq`` reads them (an independent client)."""
     out = executor.run(f"sg_inq {shlex.quote(device)}", timeout=60).stdout
-    pdt = re.search(r"PDT=(\d+)", out)
-    vendor = re.search(r"Vendor identification:\s*(.*)", out)
-    product = re.search(r"Product identification:\s*(.*)", out)
-    if not (pdt and vendor and product):
-        raise DriverError(f"{executor.node}: sg_inq {device} printed no PDT/vendor/product: {out.strip()[-200:]}")
-    return int(pdt[1]), vendor[1].strip(), product[1].strip()
+    try:
+        inquiry = parse_sg_inq(out)
+    except ParseError as error:
+        raise DriverError(f"{executor.node}: sg_inq {device}: {str(error).splitlines()[0]}") from None
+    return inquiry.peripheral_type, inquiry.vendor, inquiry.product

@@ -349,10 +349,15 @@ class NvmeHost:
                 f"{self.executor.node}: nvme connect to {spec.subsystem_nqn} succeeded but no new controller appeared"
             )
         if spec.fast_io_fail_tmo is not None:
-            # nvme-cli 2.3 has no option for it; the controller's sysfs attribute (Linux >= 5.10) does.
+            # nvme-cli 2.3 has no option for it; the controller's sysfs attribute does, where the kernel has
+            # it (5.10 has none: its I/O then waits for the reconnect, up to ctrl_loss_tmo, as it always did).
             for controller in new:
                 name = plain_name(self.executor.node, "nvme controller", controller)
-                write(self.executor, f"/sys/class/nvme/{name}/fast_io_fail_tmo", str(spec.fast_io_fail_tmo))
+                attribute = f"/sys/class/nvme/{name}/fast_io_fail_tmo"
+                if not self.executor.run(f"test -e {attribute}", timeout=30, check=False).ok:
+                    log_step(self.executor.node, f"{name}: this kernel has no fast_io_fail_tmo; left at its default")
+                    continue
+                write(self.executor, attribute, str(spec.fast_io_fail_tmo))
         return new
 
     def _controllers(self, nqn: str) -> list[str]:

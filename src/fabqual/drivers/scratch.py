@@ -244,6 +244,17 @@ def _create_null_blk(executor: Executor, journal: Journal, path: str, size_mb: i
         write(executor, f"{item}/{attribute}", value)
     write(executor, f"{item}/power", "1")
     journal.record_command(executor, f"power of null_blk {name}", f"echo 0 > {shlex.quote(item)}/power")
+    try:
+        _wait_block(executor, path)
+    except DriverError:
+        # Older kernels (5.10) name the disk by a free index, not by the configfs item: say which it got.
+        index = executor.run(f"cat {shlex.quote(item)}/index", timeout=30, check=False).stdout.strip()
+        if not index.isdigit() or f"nullb{index}" == name:
+            raise
+        raise DriverError(
+            f"{executor.node}: this kernel named null_blk {name} /dev/nullb{index} (by free index, not by name),"
+            f" so {path} never appeared: declare null_blk scratch devices in index order from nullb0"
+        ) from None
 
 
 def _create_loop(executor: Executor, journal: Journal, device: ScratchDevice) -> None:

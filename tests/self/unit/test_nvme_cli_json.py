@@ -182,3 +182,29 @@ def test_this_machines_nvme_cli_is_asked_the_same_way() -> None:
     usage = LocalExecutor().run("nvme discover --help 2>&1; true", timeout=30).stdout
     version = LocalExecutor().run("nvme version", timeout=30).stdout
     assert discover_speaks_json(usage) is not version.startswith("nvme version 1.")
+
+
+# ---- the same, captured on the release's own guests (scripts/capture_nvme_cli.sh): Debian 11's nvme-cli
+# 1.12 on its 5.10 kernel, Debian 13's 2.13 on 6.12 ----
+
+
+@pytest.mark.parametrize("version", ["v1.12", "v2.13"])
+def test_release_guest_outputs_parse(version: str) -> None:
+    """list, list -v and list-subsys of the release's own nvme-cli on its own kernel give one tcp namespace."""
+    for kind in ("list", "list_verbose", "list_subsys", "discover"):
+        assert any((OUTPUTS / f"{version}_guest_{kind}_tcp.{ext}.origin").is_file() for ext in ("json", "txt"))
+    for kind in ("list", "list_verbose"):
+        (device,) = parse_nvme_list(text(f"{version}_guest_{kind}_tcp.json"))
+        assert (device.path, device.nsid, device.size_bytes) == ("/dev/nvme0n1", 1, 67108864)
+    (subsystem,) = parse_list_subsys(text(f"{version}_guest_list_subsys_tcp.json"))
+    (path,) = subsystem.paths
+    assert (subsystem.nqn, path.transport, path.state) == (TCP_NQN, "tcp", "live")
+    assert "traddr=127.0.0.1" in path.address and "trsvcid=4499" in path.address
+
+
+def test_discovery_log_of_5_10_lists_only_the_subsystem() -> None:
+    """5.10's nvmet has no entry for the discovery subsystem itself (6.12 has, as 6.1 has): 1 record, not 2."""
+    (record,) = parse_discovery_text(text("v1.12_guest_discover_tcp.txt"))
+    assert (record.trtype, record.traddr, record.trsvcid, record.subnqn) == ("tcp", "127.0.0.1", "4499", TCP_NQN)
+    records = parse_discovery(text("v2.13_guest_discover_tcp.json"))
+    assert [r.subnqn for r in records][1:] == [TCP_NQN] and len(records) == 2
