@@ -247,14 +247,38 @@ def _create_null_blk(executor: Executor, journal: Journal, path: str, size_mb: i
     try:
         _wait_block(executor, path)
     except DriverError:
-        # Older kernels (5.10) name the disk by a free index, not by the configfs item: say which it got.
-        index = executor.run(f"cat {shlex.quote(item)}/index", timeout=30, check=False).stdout.strip()
-        if not index.isdigit() or f"nullb{index}" == name:
+        # Older kernels (5.10) name the disk by the lowest free index, not by the configfs item (probed:
+        # the item's index). Hold the lower free indexes with small fillers, then power this one on again.
+        index = _null_blk_index(executor, item)
+        wanted = int(name[5:])
+        if index is None or index == wanted:
             raise
+        if index < wanted:
+            write(executor, f"{item}/power", "0")
+            for lower in range(wanted):
+                if executor.run(f"test -b /dev/nullb{lower}", timeout=30, check=False).ok:
+                    continue
+                filler = f"{NULLB}/fabqual-fill{lower}"
+                log_step(executor.node, f"hold null_blk index {lower} (this kernel names by index) for {path}")
+                with journal.ahead(executor, f"null_blk filler {lower}", f"rmdir {shlex.quote(filler)}"):
+                    executor.run(f"mkdir {shlex.quote(filler)}", timeout=30)
+                write(executor, f"{filler}/size", "1")
+                write(executor, f"{filler}/power", "1")
+                journal.record_command(executor, f"power of filler {lower}", f"echo 0 > {shlex.quote(filler)}/power")
+            write(executor, f"{item}/power", "1")
+            index = _null_blk_index(executor, item)
+            if index == wanted:
+                _wait_block(executor, path)
+                return
         raise DriverError(
             f"{executor.node}: this kernel named null_blk {name} /dev/nullb{index} (by free index, not by name),"
             f" so {path} never appeared: declare null_blk scratch devices in index order from nullb0"
         ) from None
+
+
+def _null_blk_index(executor: Executor, item: str) -> int | None:
+    text = executor.run(f"cat {shlex.quote(item)}/index", timeout=30, check=False).stdout.strip()
+    return int(text) if text.isdigit() else None
 
 
 def _create_loop(executor: Executor, journal: Journal, device: ScratchDevice) -> None:
