@@ -157,7 +157,9 @@ class SoftFcoe:
             replay=_destroy_command(ctlr, netdev),
             executor=self.executor,
         )
-        write(self.executor, f"{BUS}/devices/{ctlr}/mode", mode)
+        # The kernel's own spelling ("VN2VN", "Fabric", as reading the file prints it): 6.12 matches it
+        # exactly (sysfs_match_string; "vn2vn" fails with EIO there), 5.10 and 6.1 ignore case.
+        write(self.executor, f"{BUS}/devices/{ctlr}/mode", _MODE_NAMES.get(mode.lower(), mode))
         host = self._host_of(ctlr)
         ports = [p for p in fc_hosts(self.executor) if p.host == host]
         if not ports:
@@ -211,6 +213,9 @@ def fcoe_state(executor: Executor) -> list[str]:
     """FCoE controllers present on a node (for leak checks)."""
     out = executor.run(f"ls {BUS}/devices 2>/dev/null; true", timeout=30).stdout
     return sorted(out.split())
+
+
+_MODE_NAMES = {"vn2vn": "VN2VN", "fabric": "Fabric"}
 
 
 def _destroy_command(ctlr: str, netdev: str) -> str:
