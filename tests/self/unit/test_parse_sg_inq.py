@@ -9,7 +9,7 @@ import pytest
 from fabqual.errors import ParseError
 from fabqual.tools.sg_inq import parse_sg_inq
 
-OUTPUTS = Path(__file__).parents[2] / "fixtures" / "outputs" / "sg3_utils"
+OUTPUTS = Path(__file__).parents[3] / "fixtures" / "outputs" / "sg3_utils"
 
 
 @pytest.mark.parametrize("name", ["v1.45_sg_inq_scanner.txt", "v1.48_sg_inq_scanner.txt"])
