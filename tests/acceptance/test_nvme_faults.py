@@ -1,7 +1,8 @@
 """Taking the fabric away mid-workload makes fio fail with a clear message, and the link recovers.
 
 The link's fault handle breaks the path between host and target (the fcloop
-remote port deleted, or the host's RDMA netdev set down) while fio reads. The
+remote port deleted, the host's RDMA netdev set down, or for NVMe/TCP the target's
+ports no longer exporting the subsystem) while fio reads. The
 host was connected with a short ``fast_io_fail_tmo``, so I/O fails instead of
 being queued for the whole ``ctrl_loss_tmo``: fio must stop with an I/O error
 that names the device, which is the "device misbehaved" path working. The

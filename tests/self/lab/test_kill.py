@@ -29,6 +29,8 @@ from fabqual.testing.leaks import (
     IPOFC,
     PVRDMA,
     RDMA,
+    ROWS,
+    TCP,
     acceptance,
     leaked,
     loose_profile,
@@ -47,6 +49,7 @@ BRING_UP_KILLS = [
     ("nvmet_rdma", RDMA, r"\[tgt\] create nvmet port "),
     ("ipofc", IPOFC, r"start IPoFC target daemon"),
     ("pvrdma", PVRDMA, r"\[ini\] create rxe device "),
+    ("nvme_tcp", TCP, r"\[ini\] nvme connect tcp "),
 ]
 MEASUREMENT_KILLS = [("nvmet_rdma", RDMA, r"\[ini\] fio randwrite ")]
 FULL_MEASUREMENT_KILLS = [
@@ -87,12 +90,12 @@ def test_killed_runs_are_swept_by_the_next_and_the_last_run_passes_on_a_clean_la
         assert vcsim_processes(settle=30) == vcsims_before, f"a vcsim outlived the run killed at {point!r}"
 
     final = subprocess.run(
-        acceptance(lab.topology_path, profile, "fc_nvme or nvmet_rdma or pvrdma or ipofc", FC, RDMA, PVRDMA, IPOFC),
+        acceptance(lab.topology_path, profile, " or ".join(ROWS), *ROWS.values()),
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
     output = final.stdout[-8000:] + final.stderr[-2000:]
     assert final.returncode == 0, output
-    assert "4 passed" in final.stdout, output
+    assert f"{len(ROWS)} passed" in final.stdout, output
     assert re.search(r"fabqual sweep: \w+: swept \d killed run", final.stdout), output
     leaks = leaked(before, node_state(topology))
     assert not leaks, "the nodes differ from before the first run:\n" + "\n".join(leaks)
