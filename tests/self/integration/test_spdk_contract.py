@@ -30,6 +30,7 @@ import pytest
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.spdk import Listener, NodeRpcClient, RpcError, SpdkTarget
+from fabqual.drivers.target_spdk import SPDK_ADRFAM
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.local import LocalExecutor
 
@@ -258,3 +259,19 @@ def test_node_client_names_a_missing_target(tmp_path: Path) -> None:
     client = NodeRpcClient(LocalExecutor("tgt"), str(tmp_path / "absent.sock"), timeout=5, python="/usr/bin/python3")
     with pytest.raises(LabError, match=r"tgt: cannot talk to SPDK at .*absent.sock: .*is nvmf_tgt running"):
         client.call("nvmf_get_transports")
+
+
+def test_nvme_tcp_transport_and_listener_match_spdk_rpc_py() -> None:
+    """The nvme_tcp link on an SPDK target: its TCP transport and listener are what `rpc.py` sends."""
+    recorder = Recorder()
+    spdk, _ = target(recorder)
+    assert spdk.ensure_transport("tcp") is True
+    spdk.add_listener(NQN, Listener("tcp", "192.168.77.1", "4420", SPDK_ADRFAM["tcp"]))
+    expected = [
+        {"method": "nvmf_get_transports", "params": {}},
+        rpc_py("nvmf_create_transport", "-t", "TCP"),
+        rpc_py("nvmf_subsystem_add_listener", NQN, "-t", "TCP", "-a", "192.168.77.1", "-s", "4420", "-f", "IPv4"),
+    ]
+    assert len(recorder.requests) == len(expected)
+    for ours, theirs in zip(recorder.requests, expected, strict=True):
+        assert_same_request(ours, theirs)
