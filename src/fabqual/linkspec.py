@@ -22,12 +22,11 @@ naming the entry point and the error.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
+from fabqual.entry_points import load_group
 from fabqual.errors import FabqualError
 from fabqual.requirement import Requirement
 from fabqual.topology.model import Link, Node, Topology
@@ -122,19 +121,12 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True
-    for name in BUILTIN_MODULES:
-        importlib.import_module(name)
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            point.load()
-        except Exception as error:  # any failure of someone else's module: one line, not a traceback
-            _discovered = False
-            first = (str(error).splitlines() or [""])[0]
-            raise FabqualError(
-                f"link type plugin {point.name!r} (entry point {ENTRY_POINT_GROUP}: {point.value}) failed to load:"
-                f" {type(error).__name__}: {first}; fix or uninstall the package that provides it"
-            ) from None
+    _discovered = True  # set first: a module being imported may ask the registry again
+    try:
+        load_group(ENTRY_POINT_GROUP, "link type", BUILTIN_MODULES)
+    except FabqualError:
+        _discovered = False  # asked again, discovery is tried again
+        raise
 
 
 def link_types() -> tuple[str, ...]:

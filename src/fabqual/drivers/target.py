@@ -11,14 +11,13 @@ another package adds one through the ``fabqual.target_backends`` entry point
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvmet import PortAddress
 from fabqual.drivers.scratch import SafeScratch
+from fabqual.entry_points import load_group
 from fabqual.errors import DriverError, FabqualError
 from fabqual.executors.base import Executor
 from fabqual.requirement import Requirement
@@ -77,19 +76,12 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True
-    for name in BUILTIN_MODULES:
-        importlib.import_module(name)
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            point.load()
-        except Exception as error:  # someone else's module: one line, not a swallowed error or a traceback
-            _discovered = False
-            first = (str(error).splitlines() or [""])[0]
-            raise FabqualError(
-                f"target backend plugin {point.name!r} (entry point {ENTRY_POINT_GROUP}: {point.value}) failed to"
-                f" load: {type(error).__name__}: {first}; fix or uninstall the package that provides it"
-            ) from None
+    _discovered = True  # set first: a module being imported may ask the registry again
+    try:
+        load_group(ENTRY_POINT_GROUP, "target backend", BUILTIN_MODULES)
+    except FabqualError:
+        _discovered = False  # asked again, discovery is tried again
+        raise
 
 
 def target_backend(name: str) -> TargetBackend:

@@ -22,7 +22,7 @@ from fabqual.executors.base import Executor
 from fabqual.handles import FabricFault, NvmeNamespace
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_repair import restore_namespace
+from fabqual.links.nvme_repair import connect_paths, restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, hba_needs, module, nvme_export_needs, nvme_host_needs
 from fabqual.tools import fio
@@ -124,12 +124,7 @@ class FcNvmeLink:
             host_traddr=host_port.nvme_traddr,
             subsystem_nqn=nqn,
         )
-        records = nvme.discover(spec)
-        if not any(r.subnqn == nqn for r in records):
-            offered = ", ".join(r.subnqn for r in records) or "nothing"
-            raise DriverError(f"link {self.link.name}: discovery at {spec.traddr} offers {offered}, not {nqn}")
-        controllers = nvme.connect(spec)
-        device = nvme.namespace_device(nqn)
+        controllers, device = connect_paths(nvme, (spec,), self.link.name)
 
         session = LinkSession(self.link)
         fault = None

@@ -33,7 +33,7 @@ from fabqual.executors.names import plain_name
 from fabqual.handles import FabricFault, NvmeNamespace
 from fabqual.line_rate import LineRate, PortRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_repair import path_fault, restore_namespace
+from fabqual.links.nvme_repair import connect_paths, path_fault, restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, module, nvme_export_needs, nvme_host_needs
 from fabqual.tools import fio
@@ -170,15 +170,7 @@ class NvmeTcpLink:
             ConnectSpec(trtype="tcp", traddr=t.address, trsvcid=str(port), host_traddr=h.address, subsystem_nqn=nqn)
             for t, h, port in paths
         )
-        for spec in specs:
-            records = nvme.discover(spec)
-            if not any(r.subnqn == nqn for r in records):
-                offered = ", ".join(r.subnqn for r in records) or "nothing"
-                raise DriverError(
-                    f"link {self.link.name}: discovery at {spec.traddr}:{spec.trsvcid} offers {offered}, not {nqn}"
-                )
-        controllers = tuple(c for spec in specs for c in nvme.connect(spec))
-        device = nvme.namespace_device(nqn)
+        controllers, device = connect_paths(nvme, specs, self.link.name)
 
         session = LinkSession(self.link)
         line_rate = LineRate(tuple((t.rate, h.rate) for t, h, _ in paths))

@@ -25,7 +25,7 @@ from fabqual.executors.base import log_step
 from fabqual.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_repair import path_fault, restore_namespace
+from fabqual.links.nvme_repair import connect_paths, path_fault, restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, nvme_export_needs, nvme_host_needs, rnic_needs
 from fabqual.tools import fio, perftest
@@ -129,15 +129,7 @@ class NvmetRdmaLink:
             )
             for s, c, port in paths
         )
-        for spec in specs:
-            records = nvme.discover(spec)
-            if not any(r.subnqn == nqn for r in records):
-                offered = ", ".join(r.subnqn for r in records) or "nothing"
-                raise DriverError(
-                    f"link {self.link.name}: discovery at {spec.traddr}:{spec.trsvcid} offers {offered}, not {nqn}"
-                )
-        controllers = tuple(c for spec in specs for c in nvme.connect(spec))
-        device = nvme.namespace_device(nqn)
+        controllers, device = connect_paths(nvme, specs, self.link.name)
 
         session = LinkSession(self.link, facts={})
         fault = self._netdev_fault(client, nvme, specs, session)

@@ -7,6 +7,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
+import fabqual.entry_points
 from fabqual import linkspec
 from fabqual.drivers import target
 from fabqual.errors import FabqualError
@@ -53,7 +54,7 @@ def test_a_broken_plugin_is_one_line_naming_it(fresh_registry: None, monkeypatch
     """An installed link-type plugin whose module does not import stops discovery with one line
     naming the entry point, its module and the error: never a swallowed import error."""
     broken = points(("pigeon", "fabqual_no_such_plugin_module"))
-    monkeypatch.setattr(linkspec, "entry_points", lambda group: broken if group == PLUGIN_GROUP else [])
+    monkeypatch.setattr(fabqual.entry_points, "entry_points", lambda group: broken if group == PLUGIN_GROUP else [])
     with pytest.raises(FabqualError) as caught:
         link_types()
     message = str(caught.value)
@@ -65,7 +66,7 @@ def test_a_broken_plugin_is_one_line_naming_it(fresh_registry: None, monkeypatch
 def test_a_plugin_module_adds_a_link_type(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """An entry point naming a module that registers a spec adds that type for every reader."""
     plugin = points(("demo", "tests.self.unit.linkspec_plugin"))
-    monkeypatch.setattr(linkspec, "entry_points", lambda group: plugin if group == PLUGIN_GROUP else [])
+    monkeypatch.setattr(fabqual.entry_points, "entry_points", lambda group: plugin if group == PLUGIN_GROUP else [])
     assert "demo_link" in link_types()
     assert link_spec("demo_link").short == "demo"
     assert check_link_type("demo_link") is None and check_node_role("demo_end") is None
