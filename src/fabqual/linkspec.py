@@ -141,7 +141,7 @@ def link_spec(name: str) -> LinkSpec:
     try:
         return _SPECS[name]
     except KeyError:
-        raise FabqualError(f"unknown link type {name!r}; known: {', '.join(_SPECS)}") from None
+        raise FabqualError(f"unknown link type {name!r}; known: {', '.join(sorted(_SPECS))}") from None
 
 
 def link_driver(name: str) -> Callable[..., Any]:

@@ -90,7 +90,7 @@ def target_backend(name: str) -> TargetBackend:
     try:
         return _BACKENDS[name]
     except KeyError:
-        raise FabqualError(f"unknown NVMe target backend {name!r}; known: {', '.join(_BACKENDS)}") from None
+        raise FabqualError(f"unknown NVMe target backend {name!r}; known: {', '.join(sorted(_BACKENDS))}") from None
 
 
 def export(node: Node, executor: Executor, journal: Journal, what: Export) -> Exported:
