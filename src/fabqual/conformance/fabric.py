@@ -1,6 +1,6 @@
 """What a conformance case reaches: the link's kernel nvmet target and its host, with a journal of its own.
 
-Built from the link's :class:`~fabqual.links.handles.NvmeNamespace` and what
+Built from the link's :class:`~fabqual.handles.NvmeNamespace` and what
 the nodes say now: the path is read from the host's live controller of the
 link's subsystem (``nvme list-subsys``), the nvmet port from the target's
 configfs (the port that exports the subsystem on that address). Nothing is
