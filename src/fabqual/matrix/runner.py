@@ -43,8 +43,10 @@ class MatrixRun:
     pair_timeout: float = PAIR_TIMEOUT_S
 
 
-def run_matrix(run: MatrixRun, progress: Progress) -> dict[str, Any]:
-    """Every pair in turn; the matrix record (also written to ``run.out``)."""
+def run_matrix(
+    run: MatrixRun, progress: Progress, after_pair: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Every pair in turn; the matrix record (also written to ``run.out``, and given to ``after_pair``)."""
     if not run.tests.is_dir():
         raise FabqualError(f"no acceptance tests at {run.tests}; pass --tests with the suite's tests/acceptance")
     run.out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +54,9 @@ def run_matrix(run: MatrixRun, progress: Progress) -> dict[str, Any]:
         "schema": table.SCHEMA,
         "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "commit": source_commit(run.tests),
         "patterns": list(smoke.SMOKE_PATTERNS),
+        "smoke_env": dict(smoke.SMOKE_ENV),
         "pairs": [{"pair": pair.name, "state": "pending", "cells": []} for pair in run.pairs],
     }
     _write(run.out, matrix)
@@ -67,6 +71,8 @@ def run_matrix(run: MatrixRun, progress: Progress) -> dict[str, Any]:
             _write(run.out, matrix)
             raise
         _write(run.out, matrix)
+        if after_pair is not None:
+            after_pair(matrix)
     matrix["finished"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     _write(run.out, matrix)
     return matrix
@@ -150,6 +156,25 @@ def _pytest(topology: Path, ids: list[str], directory: Path, timeout: float) -> 
             raise
 
 
+def source_commit(tests: Path) -> str | None:
+    """The commit the tests were checked out at (``-dirty`` when changed), or None outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(tests), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=False
+        )
+        status = subprocess.run(
+            ["git", "-C", str(tests), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop(PAIR_ENV, None)  # the topology given says which lab
@@ -166,4 +191,4 @@ def _write(out: Path, matrix: dict[str, Any]) -> None:
         tmp.replace(out / name)
 
 
-__all__ = ["MatrixRun", "run_matrix", "run_pair"]
+__all__ = ["MatrixRun", "run_matrix", "run_pair", "source_commit"]
