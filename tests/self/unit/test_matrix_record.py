@@ -61,7 +61,7 @@ def test_merge_takes_finished_pairs_and_replaces_their_older_entries() -> None:
 
 
 def test_merge_refuses_a_record_of_another_schema() -> None:
-    with pytest.raises(FabqualError, match="schema 'other/9'.*move it away"):
+    with pytest.raises(FabqualError, match=r"schema 'other/9'.*move it away"):
         record.merge({"schema": "other/9", "pairs": []}, _run(), "run")
 
 
