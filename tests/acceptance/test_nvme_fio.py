@@ -1,9 +1,10 @@
-"""fio across every link that exports an NVMe namespace: one body, every transport.
+"""fio across every link that gives a host a block device: one body, every transport.
 
-Each row runs one workload on the host's namespace device and records IOPS,
-bandwidth and p99 completion latency against the thresholds profile. Write
-workloads run only on scratch namespaces and verify every block they wrote
-(``--verify=crc32c``), so a fabric that corrupts data fails even when fast.
+The device is an NVMe namespace (fc_nvme, nvmet_rdma, nvme_tcp) or a SCSI LUN
+(fcp). Each row runs one workload on it and records IOPS, bandwidth and p99
+completion latency against the thresholds profile. Write workloads run only on
+scratch devices and verify every block they wrote (``--verify=crc32c``), so a
+fabric that corrupts data fails even when fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 
 import pytest
 
-from fabqual.handles import NvmeNamespace
+from fabqual.handles import BlockDevice
 from fabqual.tools.fio import run_fio
 from fabqual.topology.model import Link
 
@@ -27,18 +28,18 @@ def runtime_s(link: Link) -> int:
     return int(override) if override else int(getattr(link.params, "fio_runtime_s", 10))
 
 
-@pytest.mark.capability("nvme_namespace")
+@pytest.mark.capability("block_device")
 @pytest.mark.parametrize("qd", [1, 32], ids=lambda qd: f"qd={qd}")
 @pytest.mark.parametrize("bs", ["4k", "128k", "1m"], ids=lambda bs: f"bs={bs}")
 @pytest.mark.parametrize("rw", ["read", "write", "randread", "randwrite"], ids=lambda rw: f"rw={rw}")
-def test_fio(link: Link, nvme_namespace: NvmeNamespace, check_metric, rw: str, bs: str, qd: int) -> None:  # type: ignore[no-untyped-def]
-    """The namespace sustains the workload within thresholds; written data reads back intact."""
+def test_fio(link: Link, block_device: BlockDevice, check_metric, rw: str, bs: str, qd: int) -> None:  # type: ignore[no-untyped-def]
+    """The device sustains the workload within thresholds; written data reads back intact."""
     writing = rw in WRITES
-    if writing and not nvme_namespace.scratch:
-        pytest.skip(f"{nvme_namespace.device} on {link.name} is not a scratch device: write workloads are not run")
+    if writing and not block_device.scratch:
+        pytest.skip(f"{block_device.device} on {link.name} is not a scratch device: write workloads are not run")
     result = run_fio(
-        nvme_namespace.host,
-        filename=nvme_namespace.device,
+        block_device.host,
+        filename=block_device.device,
         rw=rw,
         bs=bs,
         iodepth=qd,
@@ -49,5 +50,5 @@ def test_fio(link: Link, nvme_namespace: NvmeNamespace, check_metric, rw: str, b
     done = result.direction(rw)
     context = {"rw": rw, "bs": bs, "qd": str(qd)}
     check_metric(link, "iops", done.iops, context=context)
-    check_metric(link, "bw_mbps", done.bw_mbps, context=context, line_rate=nvme_namespace.line_rate)
+    check_metric(link, "bw_mbps", done.bw_mbps, context=context, line_rate=block_device.line_rate)
     check_metric(link, "clat_p99_us", done.clat_p99_us, context=context)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fabqual.executors.base import Executor
+from fabqual.handles.block import BlockDevice
 from fabqual.line_rate import LineRate
 from fabqual.topology.model import Link
 
@@ -49,3 +50,15 @@ class NvmeNamespace:
     facts: dict[str, str] = field(default_factory=dict, compare=False)
     # The ports every path crosses, with their rates as read: what bandwidth fractions are of.
     line_rate: LineRate | None = None
+
+    def block_device(self) -> BlockDevice:
+        """The namespace as the block device its host sees (what fio runs on)."""
+        return BlockDevice(
+            link=self.link,
+            host=self.host,
+            device=self.device,
+            scratch=self.scratch,
+            size_bytes=self.size_bytes,
+            facts=self.facts,
+            line_rate=self.line_rate,
+        )

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from fabqual.drivers.rundir import RunDirs
 from fabqual.executors.base import Executor
-from fabqual.handles import IpTunnel, NvmeNamespace, RdmaPair
+from fabqual.handles import BlockDevice, IpTunnel, NvmeNamespace, RdmaPair
 from fabqual.linkspec import link_driver, link_spec
 from fabqual.topology.model import Link, Topology
 
@@ -43,11 +43,18 @@ class LinkSession:
     nvme_namespace: NvmeNamespace | None = None
     rdma_pair: RdmaPair | None = None
     ip_tunnel: IpTunnel | None = None
+    block_device: BlockDevice | None = None
     facts: dict[str, str] = field(default_factory=dict)
 
-    def capability(self, name: str) -> NvmeNamespace | RdmaPair | IpTunnel | None:
-        """The handle of capability ``name`` (a field of this record), or None."""
-        handle: NvmeNamespace | RdmaPair | IpTunnel | None = getattr(self, name)
+    def capability(self, name: str) -> NvmeNamespace | RdmaPair | IpTunnel | BlockDevice | None:
+        """The handle of capability ``name`` (a field of this record), or None.
+
+        An NVMe namespace is a block device: a link that gives none of its own hands
+        out its namespace's, read when asked (a repaired fault may have renamed it).
+        """
+        if name == "block_device" and self.block_device is None and self.nvme_namespace is not None:
+            return self.nvme_namespace.block_device()
+        handle: NvmeNamespace | RdmaPair | IpTunnel | BlockDevice | None = getattr(self, name)
         return handle
 
 

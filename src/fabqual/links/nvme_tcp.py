@@ -6,8 +6,8 @@ target (kernel ``nvmet-tcp``, or SPDK's TCP transport on a node whose
 ``nvme_target.backend`` is spdk) listening on the target NIC's address → nvme-cli
 connecting with ``-t tcp`` from the host's address. With ``extra_paths`` the
 subsystem listens on one more port per path and the host connects each: native
-NVMe multipath. The link offers ``nvme_namespace``, and ``nvme_multipath`` when it
-has extra paths.
+NVMe multipath. The link offers ``nvme_namespace`` (and so ``block_device``), and
+``nvme_multipath`` when it has extra paths.
 
 Its fabric fault stops the target exporting the subsystem on every port (the
 host's TCP connections are closed by the target and its reconnects refused),
@@ -65,7 +65,7 @@ SPEC = LinkSpec(
     params=NvmeTcpParams,
     roles={"target": "nvme_target", "host": "nvme_host"},
     device_kind="NIC",
-    capabilities=("nvme_namespace", "nvme_multipath"),
+    capabilities=("nvme_namespace", "block_device", "nvme_multipath"),
     metrics=fio.SPEC.metric_names,
     requirements=requirements,
     check=check,

@@ -131,6 +131,12 @@ def nvme_namespace(link_session: LinkSession, fabqual_run: QualificationRun) -> 
 
 
 @pytest.fixture
+def block_device(link_session: LinkSession, fabqual_run: QualificationRun) -> Any:
+    """A block device on a host whose storage sits across the link (an NVMe namespace, an FCP LUN)."""
+    return _capability(link_session, "block_device", fabqual_run.strict)
+
+
+@pytest.fixture
 def nvme_multipath(link_session: LinkSession, fabqual_run: QualificationRun) -> Any:
     """The link's NVMe namespace reached over several paths, each of which a test may take away."""
     namespace = _capability(link_session, "nvme_namespace", fabqual_run.strict)
