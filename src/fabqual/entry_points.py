@@ -28,3 +28,28 @@ def load_group(group: str, what: str, builtin: tuple[str, ...] = ()) -> None:
                 f"{what} plugin {point.name!r} (entry point {group}: {point.value}) failed to load:"
                 f" {type(error).__name__}: {first}; fix or uninstall the package that provides it"
             ) from None
+
+
+class Discovery:
+    """A registry's modules imported once, on its first question (not when the registry is imported).
+
+    Calling it loads the group the first time; a failed load is tried again on
+    the next call. Marked done before loading: a module being imported may ask
+    its registry again.
+    """
+
+    def __init__(self, group: str, what: str, builtin: tuple[str, ...]) -> None:
+        self.group = group
+        self.what = what
+        self.builtin = builtin
+        self.done = False
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            load_group(self.group, self.what, self.builtin)
+        except FabqualError:
+            self.done = False
+            raise

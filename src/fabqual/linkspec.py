@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from fabqual.entry_points import load_group
+from fabqual.entry_points import Discovery
 from fabqual.errors import FabqualError
 from fabqual.requirement import Requirement
 from fabqual.topology.model import Link, Node, Topology
@@ -89,7 +89,7 @@ class LinkSpec:
 
 _SPECS: dict[str, LinkSpec] = {}
 _DRIVERS: dict[str, Callable[..., Any]] = {}
-_discovered = False
+_discover = Discovery(ENTRY_POINT_GROUP, "link type", BUILTIN_MODULES)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,18 +115,6 @@ def register_spec(spec: LinkSpec) -> None:
             f"link type {spec.name!r}: device kind {spec.device_kind!r} is not one of {', '.join(DEVICE_KINDS)}"
         )
     _SPECS[spec.name] = spec
-
-
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True  # set first: a module being imported may ask the registry again
-    try:
-        load_group(ENTRY_POINT_GROUP, "link type", BUILTIN_MODULES)
-    except FabqualError:
-        _discovered = False  # asked again, discovery is tried again
-        raise
 
 
 def link_types() -> tuple[str, ...]:

@@ -63,7 +63,7 @@ def rnic_needs(node: Node, device: str | None) -> list[Requirement]:
 
 def nvme_export_needs(node: Node, namespaces: tuple[str, ...], trtype: str) -> list[Requirement]:
     """An NVMe-oF target exporting ``namespaces`` over ``trtype``: scratch proofs and its backend's needs."""
-    from fabqual.drivers.target import target_backend  # the backend registry lives with the drivers
+    from fabqual.targetspec import target_backend  # the registry imports this module: asked at call time
 
     reqs = [tool(name) for name in SCRATCH_TOOLS]
     for scratch in (node.scratch(name) for name in namespaces):

@@ -6,9 +6,10 @@ from functools import partial
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvmet import NvmetTarget
-from fabqual.drivers.target import Export, PortSwitch, TargetBackend, register_backend
+from fabqual.drivers.target import Export, PortSwitch
 from fabqual.executors.base import Executor
 from fabqual.requirement import Requirement, module
+from fabqual.targetspec import TargetBackend, register_backend
 from fabqual.topology.model import Node
 
 

@@ -6,10 +6,11 @@ from functools import partial
 
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.spdk import Listener, NodeRpcClient, SpdkTarget
-from fabqual.drivers.target import Export, PortSwitch, TargetBackend, register_backend
+from fabqual.drivers.target import Export, PortSwitch
 from fabqual.errors import DriverError
 from fabqual.executors.base import Executor
 from fabqual.requirement import Requirement
+from fabqual.targetspec import TargetBackend, register_backend
 from fabqual.topology.model import Node
 
 SPDK_ADRFAM = {"rdma": "IPv4", "tcp": "IPv4", "fc": "FC"}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fabqual import linkspec  # a module reference: linkspec imports these records (no import-time cycle)
+from fabqual import linkspec, targetspec  # module references: both import these records (no import-time cycle)
 from fabqual.errors import TopologyError
 from fabqual.topology.model import (
     SCRATCH_IDENTITY_KEYS,
@@ -146,7 +146,8 @@ def _check_references(topology: Topology) -> None:
             raise TopologyError(
                 source,
                 f"{base}.nvme_target",
-                "a node with role nvme_target must say which backend it runs (kernel or spdk)",
+                "a node with role nvme_target must say which backend it runs"
+                f" (one of {', '.join(targetspec.target_backends())})",
             )
 
     for vcenter in topology.vcenters:

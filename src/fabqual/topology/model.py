@@ -57,6 +57,14 @@ def check_node_role(value: str) -> str | None:
     return None if value in known else f"not one of {', '.join(known)}"
 
 
+def check_target_backend(value: str) -> str | None:
+    """A registered NVMe target backend (:mod:`fabqual.targetspec`: built-in or from an installed plugin)."""
+    from fabqual.targetspec import target_backends  # the registry imports these records: asked at load time
+
+    known = target_backends()
+    return None if value in known else f"not one of {', '.join(known)} (the registered NVMe target backends)"
+
+
 def check_port(value: int) -> str | None:
     return None if 0 < value < 65536 else "a TCP port is between 1 and 65535"
 
@@ -173,7 +181,9 @@ class ScratchDevice:
 class NvmeTarget:
     """Which NVMe-oF target implementation a node runs."""
 
-    backend: Literal["kernel", "spdk"] = field("kernel")
+    backend: str = field(
+        "kernel", check=check_target_backend, doc="a registered NVMe target backend: kernel, spdk or a plugin's"
+    )
     rpc_socket: str = field("/var/tmp/spdk.sock", check=check_node_path, doc="SPDK JSON-RPC socket (backend: spdk)")
     hugepages_gb: int = field(6, doc="minimum hugepage memory SPDK needs (backend: spdk)")
 

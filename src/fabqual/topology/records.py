@@ -83,6 +83,9 @@ def convert(hint: Any, value: Any, source: str, path: str) -> Any:
         options = get_args(hint)
         if value is None and type(None) in options:
             return None
+        present = [option for option in options if option is not type(None)]
+        if len(present) == 1:  # X | None: X's own error, naming the key inside it that is wrong
+            return convert(present[0], value, source, path)
         errors = []
         for option in options:
             if option is type(None):

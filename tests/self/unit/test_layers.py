@@ -79,6 +79,15 @@ RULES = (
             for name in ("executors", "drivers", "links", "tools", "lab", "plugin", "report", "vsphere", "doctor")
         ),
     ),
+    *(
+        Rule(
+            f"{registry.removeprefix('fabqual.')} imports no module it registers (they are imported by name, on"
+            " first use)",
+            registry,
+            ("fabqual.drivers", "fabqual.links", "fabqual.executors", "fabqual.tools", "fabqual.plugin"),
+        )
+        for registry in ("fabqual.linkspec", "fabqual.targetspec", "fabqual.entry_points")
+    ),
     Rule(
         "report never imports plugin (the plugin hands the report what it reads)", "fabqual.report", ("fabqual.plugin",)
     ),
@@ -183,6 +192,7 @@ def test_temporary_exceptions_are_still_needed() -> None:
         ("topology/example.py", "from fabqual.executors.base import Executor", "topology imports nothing above it"),
         ("lab/example.py", "from fabqual.links import base", "lab never imports links"),
         ("history/example.py", "import fabqual.run.nightly", "history never imports run or fleet"),
+        ("targetspec.py", "from fabqual.drivers.journal import Journal", "targetspec imports no module it registers"),
     ],
 )
 def test_a_planted_violation_names_file_line_and_rule(tmp_path: Path, module: str, statement: str, rule: str) -> None:

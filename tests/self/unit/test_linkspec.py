@@ -1,4 +1,5 @@
-"""The link-type registry: every reader sees the same specs, and plugins come in through entry points."""
+"""The link-type and target-backend registries: every reader sees the same entries, and plugins come in
+through entry points."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 
 import pytest
+import yaml
 
 import fabqual.entry_points
-from fabqual import linkspec
-from fabqual.drivers import target
-from fabqual.errors import FabqualError
+from fabqual import linkspec, requirement, targetspec
+from fabqual.entry_points import Discovery
+from fabqual.errors import FabqualError, TopologyError
 from fabqual.linkspec import link_spec, link_types
 from fabqual.thresholds import METRICS
-from fabqual.topology.model import check_link_type, check_node_role
+from fabqual.topology import parse_topology
+from fabqual.topology.model import check_link_type, check_node_role, check_target_backend
 
 PLUGIN_GROUP = linkspec.ENTRY_POINT_GROUP
+BACKEND_GROUP = targetspec.ENTRY_POINT_GROUP
 
 
 @pytest.fixture
@@ -23,7 +27,9 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test discovers from scratch; what it registers is gone afterwards."""
     monkeypatch.setattr(linkspec, "_SPECS", dict(linkspec._SPECS))
     monkeypatch.setattr(linkspec, "_DRIVERS", dict(linkspec._DRIVERS))
-    monkeypatch.setattr(linkspec, "_discovered", False)
+    monkeypatch.setattr(linkspec, "_discover", Discovery(PLUGIN_GROUP, "link type", linkspec.BUILTIN_MODULES))
+    monkeypatch.setattr(targetspec, "_BACKENDS", dict(targetspec._BACKENDS))
+    monkeypatch.setattr(targetspec, "_discover", Discovery(BACKEND_GROUP, "target backend", targetspec.BUILTIN_MODULES))
     yield
 
 
@@ -74,7 +80,74 @@ def test_a_plugin_module_adds_a_link_type(fresh_registry: None, monkeypatch: pyt
 
 def test_target_backends_are_registered_by_name() -> None:
     """kernel and SPDK are found by name; an unknown backend names the known ones."""
-    assert target.target_backend("kernel").name == "kernel"
-    assert target.target_backend("spdk").name == "spdk"
+    assert targetspec.target_backend("kernel").name == "kernel"
+    assert targetspec.target_backend("spdk").name == "spdk"
     with pytest.raises(FabqualError, match="unknown NVMe target backend 'ramdisk'; known: kernel, spdk"):
-        target.target_backend("ramdisk")
+        targetspec.target_backend("ramdisk")
+
+
+def rack_with_backend(backend: str) -> str:
+    """A one-link rack whose target node runs ``backend``."""
+    return yaml.safe_dump(
+        {
+            "name": "backend-rack",
+            "nodes": [
+                {
+                    "name": "tgt",
+                    "address": "192.0.2.10",
+                    "roles": ["nvme_target"],
+                    "nvme_target": {"backend": backend},
+                    "nics": [{"name": "eth1", "netdev": "eth1", "address": "10.0.0.1/24"}],
+                    "scratch_devices": [{"name": "scratch0", "path": "/dev/nullb0"}],
+                },
+                {
+                    "name": "ini",
+                    "address": "192.0.2.11",
+                    "roles": ["nvme_host"],
+                    "nics": [{"name": "eth1", "netdev": "eth1", "address": "10.0.0.2/24"}],
+                },
+            ],
+            "links": [
+                {
+                    "name": "tcp0",
+                    "type": "nvme_tcp",
+                    "target": {"node": "tgt", "device": "eth1"},
+                    "host": {"node": "ini", "device": "eth1"},
+                    "namespaces": ["scratch0"],
+                }
+            ],
+        }
+    )
+
+
+def test_a_topology_naming_an_unregistered_backend_lists_the_registered_ones() -> None:
+    """nvme_target.backend is checked against the registry when the file loads: one line, known names."""
+    with pytest.raises(TopologyError) as caught:
+        parse_topology(rack_with_backend("ramdisk"), "rack.yaml")
+    message = str(caught.value)
+    assert message.startswith("rack.yaml: nodes[0].nvme_target.backend: ") and "\n" not in message, message
+    assert "'ramdisk'" in message and "not one of kernel, spdk" in message, message
+
+
+def test_a_plugin_module_adds_a_target_backend(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend registered through the entry-point group can be named in a topology; the doctor asks it."""
+    plugin = points(("demo", "tests.self.unit.targetspec_plugin"), group=BACKEND_GROUP)
+    monkeypatch.setattr(fabqual.entry_points, "entry_points", lambda group: plugin if group == BACKEND_GROUP else [])
+    assert targetspec.target_backends() == ("demo_target", "kernel", "spdk")
+    assert check_target_backend("demo_target") is None
+    topology = parse_topology(rack_with_backend("demo_target"), "rack.yaml")
+    node = topology.node("tgt")
+    assert node.nvme_target is not None and node.nvme_target.backend == "demo_target"
+    needs = requirement.nvme_export_needs(node, ("scratch0",), "tcp")
+    assert ("tool", "demo_tgt") in {(need.kind, need.name) for need in needs}
+
+
+def test_a_broken_backend_plugin_is_one_line_naming_it(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend plugin that does not import stops the topology's loading with one line naming it."""
+    broken = points(("ramdisk", "fabqual_no_such_backend_module"), group=BACKEND_GROUP)
+    monkeypatch.setattr(fabqual.entry_points, "entry_points", lambda group: broken if group == BACKEND_GROUP else [])
+    with pytest.raises(FabqualError) as caught:
+        parse_topology(rack_with_backend("kernel"), "rack.yaml")
+    message = str(caught.value)
+    assert "\n" not in message and "target backend plugin 'ramdisk'" in message, message
+    assert "fabqual_no_such_backend_module" in message and "ModuleNotFoundError" in message, message
