@@ -99,8 +99,11 @@ class _Every:
 class RunDirs:
     """This run's directory on every node it touches, created on first use."""
 
-    def __init__(self, executor_for: ExecutorFor | None = None, owner: RunOwner | None = None) -> None:
+    def __init__(
+        self, executor_for: ExecutorFor | None = None, owner: RunOwner | None = None, *, root: str = RUNS
+    ) -> None:
         self.owner = owner or RunOwner.this_process()
+        self.root = root  # where run directories live on every node (another only for self-tests)
         self._executor_for = executor_for
         self._executors: dict[str, Executor] = {}
         self._paths: dict[str, str] = {}
@@ -125,17 +128,18 @@ class RunDirs:
         self._executors.setdefault(node, executor)
         if node not in self._paths:
             q = shlex.quote
-            template = f"{RUNS}/{self.owner.run_id}.XXXXXX"
+            root = q(self.root)
+            template = f"{self.root}/{self.owner.run_id}.XXXXXX"
             out = executor.run(
-                f'mkdir -p {RUNS} && chmod 0755 {RUNS} && d=$(mktemp -d {q(template)}) && chmod 0700 "$d"'
+                f'mkdir -p {root} && chmod 0755 {root} && d=$(mktemp -d {q(template)}) && chmod 0700 "$d"'
                 f' && mkdir "$d/pids" && printf %s {q(self.owner.to_json())} > "$d/owner.json" && echo "$d"',
                 timeout=30,
                 check=False,
             )
             path = out.stdout.strip().splitlines()[-1] if out.ok and out.stdout.strip() else ""
-            if not path.startswith(f"{RUNS}/"):
+            if not path.startswith(f"{self.root}/"):
                 why = (out.stderr or out.stdout).strip() or f"exit {out.exit_status}"
-                raise DriverError(f"{node}: cannot make the run directory under {RUNS}: {why}; fabqual needs root")
+                raise DriverError(f"{node}: cannot make the run directory under {self.root}: {why}; fabqual needs root")
             log_step(node, f"run directory {path}")
             self._paths[node] = path
         return self._paths[node]

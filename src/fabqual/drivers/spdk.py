@@ -5,7 +5,9 @@ run on that node through its executor: a small Python program reads the
 JSON-RPC 2.0 request on stdin and talks to the socket with the ``spdk``
 package's own client (``spdk.rpc.client.JSONRPCClient``, from PyPI or SPDK's
 ``python/`` tree) when the node has it, else with a minimal JSON-RPC 2.0
-exchange (SPDK's wire format: one JSON object each way, no framing). The
+exchange (SPDK's wire format: one JSON object each way, no framing). Every
+undo step is journaled with the same call as a shell command on the node, so a
+later run's sweep replays what a killed run left (:mod:`fabqual.drivers.sweep`). The
 requests themselves are built here in exactly the shapes SPDK's ``rpc.py``
 sends (contract-tested in ``tests/self/integration/test_spdk_contract.py``).
 
@@ -28,7 +30,8 @@ from fabqual.executors.base import Executor, log_step
 NODE_CLIENT = r"""
 import json, socket, sys
 path, timeout = sys.argv[1], float(sys.argv[2])
-request = json.load(sys.stdin)
+check = sys.argv[3:4] == ["--check"]  # a replayed undo (request in argv[4]): exit non-zero unless SPDK did it
+request = json.loads(sys.argv[4]) if check else json.load(sys.stdin)
 try:
     from spdk.rpc.client import JSONRPCClient
 except ImportError:
@@ -60,13 +63,18 @@ try:
         sock.close()
 except Exception as error:
     print(json.dumps({"transport_error": "%s: %s" % (type(error).__name__, error)}))
-    sys.exit(0)
+    sys.exit(3 if check else 0)
 print(json.dumps(response))
+sys.exit(1 if check and not (isinstance(response, dict) and "result" in response) else 0)
 """
 
 
 class RpcClient(Protocol):
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
+
+    def replay_command(self, method: str, params: dict[str, Any]) -> str | None:
+        """The same call as one shell command on the node, for a later process; None when there is none."""
+        ...
 
 
 class RpcError(DriverError):
@@ -94,6 +102,13 @@ class NodeRpcClient:
         if params:
             request["params"] = params
         return request
+
+    def replay_command(self, method: str, params: dict[str, Any]) -> str:
+        """One shell command making this call from another process (a later run's sweep replays a
+        killed run's undo steps with it): it exits 0 only when SPDK answered with a result."""
+        request = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1, "params": params}, sort_keys=True)
+        q = shlex.quote
+        return f"{q(self.python)} -c {q(NODE_CLIENT)} {q(self.socket_path)} {self.timeout:g} --check {q(request)}"
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         request = self.request(method, params)
@@ -157,7 +172,8 @@ class SpdkTarget:
         return self.client.call(method, params)
 
     def _undo(self, what: str, method: str, params: dict[str, Any]) -> None:
-        self.journal.record(self.node, what, lambda: self._call(method, params))
+        replay = self.client.replay_command(method, params)
+        self.journal.record(self.node, what, lambda: self._call(method, params), replay=replay)
 
     def ensure_transport(self, trtype: str, **options: int) -> bool:
         """Create the transport unless it exists; True when created here. Options as SPDK names them."""
@@ -215,11 +231,14 @@ class SpdkTarget:
     def add_listener(self, nqn: str, listener: Listener) -> None:
         self.readd_listener(nqn, listener)
 
+        params = {"nqn": nqn, "listen_address": listener.params()}
+
         def undo() -> None:
             if (nqn, listener) not in self._stopped:  # a path a fault test took away may still be gone
-                self._call("nvmf_subsystem_remove_listener", {"nqn": nqn, "listen_address": listener.params()})
+                self._call("nvmf_subsystem_remove_listener", params)
 
-        self.journal.record(self.node, f"SPDK listener {listener.traddr} of {nqn}", undo)
+        replay = self.client.replay_command("nvmf_subsystem_remove_listener", params)
+        self.journal.record(self.node, f"SPDK listener {listener.traddr} of {nqn}", undo, replay=replay)
 
     def remove_listener(self, nqn: str, listener: Listener) -> None:
         """Stop listening on one address (one path taken away); :meth:`readd_listener` gives it back."""

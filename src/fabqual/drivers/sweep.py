@@ -22,10 +22,17 @@ from fabqual.executors.base import Executor, log_step
 
 _RUN = "@@fabqual-run "
 _JOURNAL = "@@fabqual-journal"
-LISTING = (
-    f'for d in {RUNS}/*/; do [ -d "$d" ] || continue; printf \'\\n{_RUN}%s\\n\' "${{d%/}}";'
-    f' cat "$d/owner.json" 2>/dev/null; printf \'\\n{_JOURNAL}\\n\'; cat "$d/journal" 2>/dev/null; done; true'
-)
+
+
+def listing(root: str = RUNS) -> str:
+    """Shell: every run directory under ``root`` with its owner and journal, for :func:`parse_listing`."""
+    return (
+        f'for d in {shlex.quote(root)}/*/; do [ -d "$d" ] || continue; printf \'\\n{_RUN}%s\\n\' "${{d%/}}";'
+        f' cat "$d/owner.json" 2>/dev/null; printf \'\\n{_JOURNAL}\\n\'; cat "$d/journal" 2>/dev/null; done; true'
+    )
+
+
+LISTING = listing()
 
 
 @dataclass
@@ -97,12 +104,17 @@ class SweepResult:
 
 
 def sweep_node(
-    executor: Executor, *, own_run: str | None = None, dry_run: bool = False, force: bool = False
+    executor: Executor,
+    *,
+    own_run: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    root: str = RUNS,
 ) -> SweepResult:
-    """Undo and remove every run directory on the node whose run is no longer alive."""
+    """Undo and remove every run directory on the node (under ``root``) whose run is no longer alive."""
     start = time.monotonic()
     result = SweepResult(executor.node)
-    runs = parse_listing(executor.run(LISTING, timeout=60).stdout)
+    runs = parse_listing(executor.run(listing(root), timeout=60).stdout)
     for run in runs:
         owner = run.owner
         if owner is not None and owner.run_id == own_run:

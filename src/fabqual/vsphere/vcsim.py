@@ -22,6 +22,7 @@ import re
 import selectors
 import shutil
 import ssl
+import stat
 import subprocess
 import tempfile
 import time
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fabqual.drivers.rundir import process_start
 from fabqual.errors import LabError
 from fabqual.executors.base import log_step
 
@@ -48,6 +50,44 @@ _INSTALL_HINT = "run: apt-get install -y golang-go golang-github-vmware-govmomi-
 def cache_root() -> Path:
     """Where fabqual keeps built artefacts (``$FABQUAL_CACHE`` or ``~/.cache/fabqual``)."""
     return Path(os.environ.get("FABQUAL_CACHE") or Path.home() / ".cache" / "fabqual")
+
+
+# The controller-side directories (build tree; certificate and log of a running simulator) are named
+# after the process that made them: a process killed before its cleanup leaves one that the next
+# simulator start recognises as dead (pid gone or reused) and removes.
+_OWNED_DIR = re.compile(r"^fabqual-vcsim-(?:build|run)-(\d+)-(\d*)\.[^/]*$")
+
+
+def _owned_tempdir(kind: str) -> tempfile.TemporaryDirectory[str]:
+    pid = os.getpid()
+    return tempfile.TemporaryDirectory(prefix=f"fabqual-vcsim-{kind}-{pid}-{process_start(pid)}.")
+
+
+def sweep_dead_dirs(root: Path | None = None) -> list[Path]:
+    """Remove this user's simulator directories whose making process is gone; return them.
+
+    A live owner's (same pid, same start time) is left alone, and so is anything not
+    named by :func:`_owned_tempdir`, not a real directory, or another user's.
+    """
+    root = root or Path(tempfile.gettempdir())
+    removed = []
+    for entry in sorted(root.glob("fabqual-vcsim-*")):
+        match = _OWNED_DIR.match(entry.name)
+        if match is None:
+            continue
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        pid, started = int(match.group(1)), match.group(2)
+        if started and process_start(pid) == started:
+            continue
+        log_step("localhost", f"remove {entry}: left by vcsim's starter pid {pid}, which is gone")
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def _package_version() -> str:
@@ -94,7 +134,8 @@ def build_vcsim() -> Path:
             return target
         log_step("localhost", f"building vcsim from {GOVMOMI_PACKAGE} {target.parent.name} (about 15-50 s)")
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="fabqual-vcsim-") as work:
+        sweep_dead_dirs()
+        with _owned_tempdir("build") as work:
             shutil.copy(LAUNCHER_SOURCE, Path(work) / "main.go")
             env = {
                 **os.environ,
@@ -195,7 +236,8 @@ def running_vcsim(
     ``idle_timeout`` makes sessions expire, to exercise reconnects.
     """
     binary = build_vcsim()
-    with tempfile.TemporaryDirectory(prefix="fabqual-vcsim-run-") as run_dir:
+    sweep_dead_dirs()
+    with _owned_tempdir("run") as run_dir:
         cert = Path(run_dir) / "vcsim.pem"
         argv = [
             str(binary),

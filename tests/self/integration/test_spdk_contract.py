@@ -17,10 +17,13 @@ itself in two ways, with no hand-written expectations:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +32,13 @@ from typing import Any
 import pytest
 
 from fabqual.drivers.journal import Journal
+from fabqual.drivers.rundir import RunDirs
 from fabqual.drivers.spdk import Listener, NodeRpcClient, RpcError, SpdkTarget
+from fabqual.drivers.sweep import sweep_node
 from fabqual.drivers.target_spdk import SPDK_ADRFAM
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.local import LocalExecutor
+from fabqual.testing.dead_run import dead_owner
 
 spdk_rpc = pytest.importorskip("spdk.spdk_rpc", reason="the spdk package (PyPI) is needed for the contract")
 from spdk.rpc.client import JSONRPCDryRunClient  # noqa: E402
@@ -82,6 +88,9 @@ class Recorder:
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self.requests.append({"method": method, "params": params or {}})
         return self.answers.get(method, True)
+
+    def replay_command(self, method: str, params: dict[str, Any]) -> None:
+        return None  # nothing on a node to replay it against
 
 
 def target(recorder: Recorder) -> tuple[SpdkTarget, Journal]:
@@ -194,8 +203,13 @@ DOC_RESULTS: dict[str, Any] = {"nvmf_subsystem_add_ns": 3, "nvmf_get_transports"
 
 @pytest.fixture
 def fake_nvmf_tgt(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    with serving_like_nvmf_tgt(str(tmp_path / "spdk.sock")) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serving_like_nvmf_tgt(path: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A unix socket answering one JSON-RPC request per connection, as nvmf_tgt's RPC server does."""
-    path = str(tmp_path / "spdk.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(4)
@@ -229,8 +243,14 @@ def fake_nvmf_tgt(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield path, seen
-    server.close()
+    try:
+        yield path, seen
+    finally:
+        # Wake the thread out of accept() before the descriptor is closed: a thread still blocked on
+        # a closed listener's number would answer the next socket that reuses it (a later test's).
+        server.shutdown(socket.SHUT_RDWR)
+        thread.join(timeout=10)
+        server.close()
 
 
 @pytest.mark.parametrize(
@@ -275,3 +295,49 @@ def test_nvme_tcp_transport_and_listener_match_spdk_rpc_py() -> None:
     assert len(recorder.requests) == len(expected)
     for ours, theirs in zip(recorder.requests, expected, strict=True):
         assert_same_request(ours, theirs)
+
+
+def test_a_killed_runs_spdk_objects_are_deleted_by_a_later_sweep(tmp_path: Path) -> None:
+    """SPDK undo steps are journaled as shell commands: a later process's sweep sends the deletes of a
+    killed run newest first, byte-exact even for names a shell would read as code, to the real socket."""
+    dead = dead_owner()
+    marker = tmp_path / "pwned"
+    nqn = f"nqn.2024-01.io.fabqual:x'; touch {marker}; echo '$(touch {marker})"
+    sock_dir = Path(tempfile.mkdtemp(prefix="fq 's$(x) "))  # AF_UNIX paths are short: not under tmp_path
+    runs = str(tmp_path / "runs")
+    local = LocalExecutor("tgt")
+    try:
+        with serving_like_nvmf_tgt(str(sock_dir / "spdk.sock")) as (path, seen):
+            journal = Journal(RunDirs(lambda _node: local, dead, root=runs))
+            spdk = SpdkTarget(NodeRpcClient(local, path, timeout=10, python="/usr/bin/python3"), journal, "tgt",
+                              scratch_paths=("/dev/nullb0",))  # fmt: skip
+            spdk.create_subsystem(nqn, allow_any_host=False)
+            spdk.add_host(nqn, "nqn.2014-08.org.nvmexpress:uuid:0f01fb42")
+            spdk.create_aio_bdev("fabqual_nullb0", "/dev/nullb0")
+            spdk.add_namespace(nqn, "fabqual_nullb0")
+            spdk.add_listener(nqn, Listener("tcp", "192.168.77.1", "4420", "IPv4"))
+            # The process is killed here: nothing undoes the journal in it.
+            made = len(seen)
+            result = sweep_node(local, root=runs)
+            deletes = seen[made:]
+        assert len(result.undone) == 5 and not result.already_gone and not result.not_replayable, result.line()
+        assert [(r["method"], r["params"]) for r in deletes] == [
+            ("nvmf_subsystem_remove_listener", {"nqn": nqn, "listen_address": Listener("tcp", "192.168.77.1", "4420",
+                                                                                      "IPv4").params()}),
+            ("nvmf_subsystem_remove_ns", {"nqn": nqn, "nsid": 3}),
+            ("bdev_aio_delete", {"name": "fabqual_nullb0"}),
+            ("nvmf_subsystem_remove_host", {"nqn": nqn, "host": "nqn.2014-08.org.nvmexpress:uuid:0f01fb42"}),
+            ("nvmf_delete_subsystem", {"nqn": nqn}),
+        ]  # fmt: skip
+        assert not marker.exists()
+        assert os.listdir(runs) == []
+        # A step whose target is gone is reported as such, not as undone.
+        journal2 = Journal(RunDirs(lambda _node: local, dead, root=runs))
+        absent = str(sock_dir / "absent.sock")
+        gone = SpdkTarget(NodeRpcClient(local, absent, timeout=5, python="/usr/bin/python3"), journal2, "tgt",
+                          scratch_paths=())  # fmt: skip
+        gone._undo("SPDK subsystem x", "nvmf_delete_subsystem", {"nqn": "x"})
+        again = sweep_node(local, root=runs)
+        assert again.already_gone == ["SPDK subsystem x"] and again.undone == [], again.line()
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)

@@ -13,8 +13,6 @@ import secrets
 import shutil
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from pyVmomi import vim
 
 from fabqual.drivers.rundir import RunOwner
 from fabqual.errors import DriverError, LabError
+from fabqual.testing.dead_run import dead_owner
 from fabqual.vsphere import vcsim
 from fabqual.vsphere.vcenter import Changes, VCenterDriver
 
@@ -346,11 +345,7 @@ def test_idle_expired_session_reconnects_mid_configuration() -> None:
 def test_a_switch_left_by_a_killed_run_is_taken_over_and_removed() -> None:
     """A switch carries its run's mark (the owner in its description). A live run's switch is refused
     to another run; a killed run's is taken over by the next run and destroyed at its teardown."""
-    out = subprocess.run(
-        [sys.executable, "-c", "from fabqual.drivers.rundir import RunOwner; print(RunOwner.this_process().to_json())"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    dead = RunOwner.from_json(out)
+    dead = dead_owner()
     me = RunOwner.this_process()
     live = RunOwner("another-live-run", me.host, me.pid, me.pid_start, me.started, me.command)
     assert dead is not None and dead.alive() is False and live.alive() is True

@@ -6,10 +6,14 @@ the simulator binary, and pyvmomi talking TLS to it.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import ssl
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
@@ -76,3 +80,39 @@ def test_busy_port_is_one_clear_line() -> None:
     with vcsim.running_vcsim() as sim, pytest.raises(LabError) as err, vcsim.running_vcsim(port=sim.port):
         pass
     assert "vcsim did not start" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_sigkilled_starters_directory_is_removed_by_the_next_start(tmp_path: Path) -> None:
+    """The certificate and log directory of a simulator whose starter was SIGKILLed (its cleanup never
+    ran) is removed by the next simulator start; a live starter's directory is left alone."""
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from fabqual.vsphere import vcsim\n"
+            "with vcsim.running_vcsim() as sim:\n"
+            "    print(sim.cert_path.parent, sim.pid, flush=True)\n"
+            "    time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert starter.stdout is not None
+    line = starter.stdout.readline().split()
+    assert len(line) == 2, f"the starter did not start vcsim (exit {starter.poll()})"
+    left, simulator = Path(line[0]), int(line[1])
+    os.kill(starter.pid, signal.SIGKILL)
+    starter.wait()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{simulator}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the simulator exits when its stdin (the starter's pipe) closes
+    assert not Path(f"/proc/{simulator}").exists(), "vcsim outlived the process that started it"
+    assert left.is_dir(), "the kill must leave the directory (nothing ran the starter's cleanup)"
+    assert left.name.startswith(f"fabqual-vcsim-run-{starter.pid}-")
+    with vcsim.running_vcsim() as sim:
+        assert not left.exists()
+        assert sim.cert_path.parent.is_dir()
+        assert vcsim.sweep_dead_dirs() == []  # this process's own, live, is not swept
+        assert sim.cert_path.is_file()
+    assert not sim.cert_path.parent.exists()

@@ -160,13 +160,9 @@ def test_a_lab_left_by_a_killed_session_is_recognised_as_fabquals_own(lab: Emula
     """The session that boots the lab is written into its state; once that process is dead the lab is
     an orphan (the next session takes it over when its guests answer), while a live session's is not."""
     from fabqual.drivers.rundir import RunOwner
+    from fabqual.testing.dead_run import dead_owner
 
-    out = subprocess.run(
-        [sys.executable, "-c", "from fabqual.drivers.rundir import RunOwner; print(RunOwner.this_process().to_json())"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    dead = RunOwner.from_json(out)
-    assert dead is not None and dead.alive() is False
+    dead = dead_owner()
     try:
         lab.claim(dead)
         assert lab.orphaned() == dead and lab.healthy()
