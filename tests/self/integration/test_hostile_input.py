@@ -38,7 +38,7 @@ from fabqual.testing.shell_words import CANARY, Word, violations, words
 from fabqual.testing.topology_fields import string_fields
 from fabqual.topology import parse_topology
 from fabqual.topology.grammar import check_cidr, check_name
-from fabqual.topology.model import Topology, check_link_type
+from fabqual.topology.model import Topology, check_link_type, check_target_backend
 
 load_profile()
 
@@ -340,8 +340,9 @@ def test_hostile_field_is_refused_in_one_line_or_stays_harmless(path: tuple[Any,
 def record_fields(record: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     """Paths (attribute names and tuple indexes) of the free-text fields of loaded records.
 
-    Names and references (checked by ``check_name``) are left out: replacing one breaks the
-    cross-references the loader guarantees, which is a different failure than quoting. So are
+    Names and references (checked by ``check_name``, or against a registry: link types, target
+    backends) are left out: replacing one breaks the cross-references the loader guarantees, which
+    is a different failure than quoting. So are
     addresses with a prefix length: ``ip addr add`` gets them quoted, but as an address a ``/..``
     is no path, and the checker reads every absolute-looking word as one.
     """
@@ -358,7 +359,7 @@ def record_fields(record: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any
         if (
             isinstance(value, str)
             and hints[f.name] in (str, str | None)
-            and check not in (check_name, check_cidr, check_link_type)
+            and check not in (check_name, check_cidr, check_link_type, check_target_backend)
         ):
             yield (*path, f.name)
         elif isinstance(value, tuple) or dataclasses.is_dataclass(value):
