@@ -28,18 +28,17 @@ from fabqual.drivers.background import BackgroundProcess
 from fabqual.drivers.journal import Journal, write
 from fabqual.drivers.lio import Backstore, Lio
 from fabqual.drivers.lio_export import Backing, sg_inquiry_identity
-from fabqual.errors import DriverError
+from fabqual.errors import DriverError, TopologyError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.netns import NetnsExecutor
 from fabqual.handles import IpTunnel, TunnelEnd
 from fabqual.ipofc.scsi import PERIPHERAL_DEVICE_TYPE_SCANNER, StandardInquiry
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.carriers import carrier_for
-from fabqual.links.carriers.base import fabric_module
+from fabqual.links.carriers import carrier_for, carrier_names
+from fabqual.links.carriers.base import carrier_needs
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, hba_needs, module, tool
 from fabqual.tools import iperf3, ping
-from fabqual.topology.grammar import DISCOVER
 from fabqual.topology.load import check_mtus
 from fabqual.topology.model import IpofcParams, Link, Node, Topology
 
@@ -134,19 +133,21 @@ def requirements(link: Link, role: str, node: Node, device: str | None) -> list[
     reqs += [module("tun"), module("sg"), tool("ping"), tool("iperf3"), tool("python3")]
     if role == "target":
         reqs += [module("target_core_user"), Requirement("configfs", "/sys/kernel/config")]
-        reqs.append(module(fabric_module(carrier)))
-        if carrier == "fc":  # the WWPN picks the port whose own qlini_mode counts, when declared
-            reqs.append(Requirement("target_mode", "qla2xxx", node.hba(device).wwpn if device else DISCOVER))
     else:
         reqs.append(tool("sg_inq"))
-    if carrier == "fcoe":
-        reqs.append(module("fcoe"))
-    return reqs
+    return reqs + carrier_needs(carrier, node, device, role)
 
 
 def check(topology: Topology, link: Link) -> None:
     assert isinstance(link.params, IpofcParams)
     check_mtus(topology, link, link.params.mtus)
+    known = carrier_names()
+    if link.params.carrier not in known:
+        raise TopologyError(
+            topology.source,
+            f"links.{link.name}.carrier",
+            f"not one of {', '.join(known)} (the registered IPoFC carriers) (got {link.params.carrier!r})",
+        )
 
 
 SPEC = LinkSpec(

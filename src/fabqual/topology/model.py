@@ -330,8 +330,11 @@ class PvrdmaParams:
 class IpofcParams:
     mtus: tuple[int, ...] = field((1500, 9000))
     tunnel_prefix: str = field("10.77.0.0/30", check=check_network, doc="addresses for the two tunnel ends")
-    carrier: Literal["fc", "fcoe", "tcm_loop"] = field(
-        "fc", doc="fc: real HBAs; fcoe: software FCoE between nodes; tcm_loop: one node, two namespaces"
+    carrier: str = field(
+        "fc",
+        check=check_name,
+        doc="a registered carrier (fabqual.links.carriers): fc: real HBAs; fcoe: software FCoE between nodes;"
+        " tcm_loop: one node, two namespaces",
     )
     offload: bool = field(True, doc="TUN checksum/TSO offload: TCP crosses in 64 KiB super-packets at any MTU")
 

@@ -7,26 +7,17 @@ these check the registry itself, without a node.
 
 from __future__ import annotations
 
-import typing
-
 import pytest
 import yaml
 
 from fabqual.drivers.journal import Journal
-from fabqual.errors import DriverError
+from fabqual.errors import DriverError, TopologyError
 from fabqual.links.base import LinkContext
 from fabqual.links.carriers import carrier_for, carrier_names
+from fabqual.links.carriers.base import carrier_needs
 from fabqual.testing.fake_node import FakeNode
 from fabqual.topology import parse_topology
 from fabqual.topology.model import IpofcParams
-
-
-def test_every_carrier_the_topology_accepts_is_registered_and_no_other() -> None:
-    """The loader's ``carrier:`` choices and the registered carrier modules are the same set."""
-    accepted = set(typing.get_args(typing.get_type_hints(IpofcParams)["carrier"]))
-    assert accepted
-    assert set(carrier_names()) == accepted
-
 
 RACK = {
     "name": "carriers",
@@ -59,6 +50,41 @@ def context() -> LinkContext:
     topology = parse_topology(yaml.safe_dump(RACK), "carriers.yaml")
     nodes = {n.name: FakeNode(n.name) for n in topology.nodes}
     return LinkContext(topology, topology.links[0], nodes.__getitem__)
+
+
+def test_the_loader_accepts_exactly_the_registered_carriers() -> None:
+    """``carrier:`` is checked against the registry when the file loads: one line listing the registered ones."""
+    assert set(carrier_names()) >= {"fc", "fcoe", "tcm_loop"}
+    for name in carrier_names():
+        rack = {**RACK, "links": [{**RACK["links"][0], "carrier": name}]}
+        link = parse_topology(yaml.safe_dump(rack), "carriers.yaml").links[0]
+        assert isinstance(link.params, IpofcParams) and link.params.carrier == name
+    rack = {**RACK, "links": [{**RACK["links"][0], "carrier": "infiniband"}]}
+    with pytest.raises(TopologyError) as caught:
+        parse_topology(yaml.safe_dump(rack), "carriers.yaml")
+    assert str(caught.value) == (
+        "carriers.yaml: links.tunnel.carrier: not one of fc, fcoe, tcm_loop (the registered IPoFC carriers)"
+        " (got 'infiniband')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("carrier", "target", "initiator"),
+    [
+        ("fc", {"tcm_qla2xxx", "target_mode qla2xxx"}, set()),
+        ("fcoe", {"tcm_fc", "fcoe"}, {"fcoe"}),
+        ("tcm_loop", {"tcm_loop"}, set()),
+    ],
+)
+def test_the_carrier_says_what_each_end_needs(carrier: str, target: set[str], initiator: set[str]) -> None:
+    """The doctor's carrier-specific needs come from the carrier module (its fabric module on the target only)."""
+    node = parse_topology(yaml.safe_dump(RACK), "carriers.yaml").node("tgt")
+
+    def names(role: str) -> set[str]:
+        needs = carrier_needs(carrier, node, "fcoe0", role)
+        return {need.name if need.kind == "module" else f"{need.kind} {need.name}" for need in needs}
+
+    assert (names("target"), names("initiator")) == (target, initiator)
 
 
 def test_an_unknown_carrier_is_one_line_naming_the_known_ones(context: LinkContext) -> None:

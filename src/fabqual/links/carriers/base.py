@@ -21,6 +21,7 @@ from fabqual.drivers.lio_export import Backing, ExportedLun
 from fabqual.errors import DriverError
 from fabqual.executors.base import Executor
 from fabqual.links.base import LinkContext
+from fabqual.requirement import Requirement
 from fabqual.topology.model import Hba, Node
 
 # The carriers fabqual ships: module names under fabqual.links.carriers, imported on first use.
@@ -43,6 +44,11 @@ class Carrier(Protocol):
     name: str
     fabric_module: str  # the LIO fabric module that exports the LUN on the target node
 
+    @staticmethod
+    def needs(node: Node, device: str | None, role: str) -> list[Requirement]:
+        """What an end's node needs for this carrier (its fabric module on the target, ...), for the doctor."""
+        ...
+
     def ends(self) -> CarrierEnds: ...
 
     def export(self, backing: Backing, *, vendor: str, model: str) -> ExportedLun: ...
@@ -64,18 +70,19 @@ def register_carrier(name: str) -> Callable[[C], C]:
 
 
 def carrier_names() -> tuple[str, ...]:
+    """Every registered carrier (the built-in modules imported first)."""
     for module in BUILTIN:
         importlib.import_module(f"fabqual.links.carriers.{module}")
     return tuple(_CARRIERS)
 
 
-def fabric_module(name: str) -> str:
-    """The LIO fabric module carrier ``name`` exports with (for the doctor); DriverError if unknown."""
+def carrier_needs(name: str, node: Node, device: str | None, role: str) -> list[Requirement]:
+    """What carrier ``name`` needs of the node at one end (for the doctor); DriverError if it is not registered."""
     known = carrier_names()
     if name not in _CARRIERS:
         raise DriverError(f"IPoFC carrier {name!r} is not registered; use one of {', '.join(known)}")
-    carrier: Any = _CARRIERS[name]  # a Carrier class: fabric_module is a class attribute
-    return str(carrier.fabric_module)
+    carrier: Any = _CARRIERS[name]  # a Carrier class: needs is a static method
+    return list(carrier.needs(node, device, role))
 
 
 def carrier_for(name: str, context: LinkContext, journal: Journal) -> Carrier:

@@ -16,12 +16,23 @@ from fabqual.errors import LabError
 from fabqual.executors.base import Executor
 from fabqual.links.base import LinkContext
 from fabqual.links.carriers.base import CarrierEnds, end_hba, register_carrier
+from fabqual.requirement import Requirement, module
+from fabqual.topology.grammar import DISCOVER
+from fabqual.topology.model import Node
 
 
 @register_carrier("fc")
 class FcCarrier:
     name = "fc"
     fabric_module = "tcm_qla2xxx"
+
+    @staticmethod
+    def needs(node: Node, device: str | None, role: str) -> list[Requirement]:
+        if role != "target":
+            return []
+        # the WWPN picks the port whose own qlini_mode counts, when declared
+        wwpn = node.hba(device).wwpn if device else DISCOVER
+        return [module(FcCarrier.fabric_module), Requirement("target_mode", "qla2xxx", wwpn)]
 
     def __init__(self, context: LinkContext, journal: Journal) -> None:
         self.context = context

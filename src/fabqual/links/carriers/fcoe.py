@@ -13,13 +13,20 @@ from fabqual.errors import LabError
 from fabqual.executors.base import Executor
 from fabqual.links.base import LinkContext
 from fabqual.links.carriers.base import CarrierEnds, end_hba, register_carrier
+from fabqual.requirement import Requirement, module
 from fabqual.topology.grammar import DISCOVER
+from fabqual.topology.model import Node
 
 
 @register_carrier("fcoe")
 class FcoeCarrier:
     name = "fcoe"
     fabric_module = "tcm_fc"
+
+    @staticmethod
+    def needs(node: Node, device: str | None, role: str) -> list[Requirement]:
+        fabric = [module(FcoeCarrier.fabric_module)] if role == "target" else []  # never loaded on the initiator
+        return [*fabric, module("fcoe")]
 
     def __init__(self, context: LinkContext, journal: Journal) -> None:
         self.context = context

@@ -14,6 +14,8 @@ from fabqual.executors.base import Executor, log_step
 from fabqual.executors.netns import NetnsExecutor
 from fabqual.links.base import LinkContext
 from fabqual.links.carriers.base import CarrierEnds, register_carrier
+from fabqual.requirement import Requirement, module
+from fabqual.topology.model import Node
 
 NETNS = {"target": "fq-ipfc-t", "initiator": "fq-ipfc-i"}
 
@@ -22,6 +24,10 @@ NETNS = {"target": "fq-ipfc-t", "initiator": "fq-ipfc-i"}
 class TcmLoopCarrier:
     name = "tcm_loop"
     fabric_module = "tcm_loop"
+
+    @staticmethod
+    def needs(node: Node, device: str | None, role: str) -> list[Requirement]:
+        return [module(TcmLoopCarrier.fabric_module)] if role == "target" else []
 
     def __init__(self, context: LinkContext, journal: Journal) -> None:
         self.context = context
