@@ -23,6 +23,7 @@ from fabqual.drivers.journal import Journal, modprobe, write
 from fabqual.errors import CommandError, DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
+from fabqual.health import kernel_lines_since, mark_kernel_log
 from fabqual.topology.grammar import check_nqn
 
 
@@ -337,11 +338,19 @@ class NvmeHost:
         if spec.reconnect_delay is not None:
             command += ["--reconnect-delay", str(spec.reconnect_delay)]
         log_step(self.executor.node, f"nvme connect {spec.trtype} {spec.traddr} {spec.subsystem_nqn}")
+        marker = mark_kernel_log(self.executor, f"nvme connect {spec.subsystem_nqn}")
         result = self.executor.run(shlex.join(command), timeout=120, check=False)
         if not result.ok:
+            # nvme-cli only says EINVAL; the host's kernel names why it refused (e.g. "Invalid MNAN value").
+            said = [line for line in kernel_lines_since(self.executor, marker) if "nvme" in line][-3:]
+            why = (
+                f"its kernel logged: {' | '.join(line.strip() for line in said)}"
+                if said
+                else "check the target exports the subsystem on that address and allows this host NQN"
+            )
             raise DriverError(
                 f"{self.executor.node}: `{shlex.join(command)}` failed: {(result.stderr or result.stdout).strip()};"
-                " check the target exports the subsystem on that address and allows this host NQN"
+                f" {why}"
             )
         new = tuple(sorted(set(self._wait_live(spec.subsystem_nqn, 60.0)) - set(before)))
         if not new:
