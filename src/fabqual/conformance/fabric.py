@@ -79,19 +79,26 @@ def connected_path(nvme: NvmeHost, nqn: str) -> ConnectSpec:
     raise DriverError(f"{nvme.executor.node}: no live controller of {nqn}; the link's host is not connected")
 
 
-def exporting_port(target: Executor, nqn: str, spec: ConnectSpec) -> str:
-    """The id of the nvmet port exporting ``nqn`` on the spec's address."""
+def nvmet_ports_of(target: Executor, nqn: str) -> list[tuple[str, str, str, str]]:
+    """(port id, trtype, traddr, trsvcid) of every nvmet port exporting ``nqn``."""
     q = shlex.quote
     listing = target.run(
         f'for p in {ROOT}/ports/*; do [ -e "$p/subsystems/"{q(nqn)} ] || continue;'
         ' echo "${p##*/} $(cat $p/addr_trtype) $(cat $p/addr_traddr) $(cat $p/addr_trsvcid)"; done; true',
         timeout=30,
     ).stdout
-    seen = []
+    ports = []
     for line in listing.splitlines():
-        words = [*line.split(), "", "", ""]
-        port, trtype, traddr, trsvcid = words[:4]
-        seen.append(line.strip())
+        port, trtype, traddr, trsvcid = [*line.split(), "", "", ""][:4]
+        ports.append((port, trtype, traddr, trsvcid))
+    return ports
+
+
+def exporting_port(target: Executor, nqn: str, spec: ConnectSpec) -> str:
+    """The id of the nvmet port exporting ``nqn`` on the spec's address."""
+    seen = []
+    for port, trtype, traddr, trsvcid in nvmet_ports_of(target, nqn):
+        seen.append(" ".join(w for w in (port, trtype, traddr, trsvcid) if w))
         if trtype == spec.trtype and traddr == spec.traddr and (spec.trtype == "fc" or trsvcid == spec.trsvcid):
             return port
     raise DriverError(

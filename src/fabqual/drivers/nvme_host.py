@@ -227,6 +227,7 @@ class ConnectSpec:
     ctrl_loss_tmo: int | None = 60
     reconnect_delay: int | None = 2
     fast_io_fail_tmo: int | None = 5
+    keep_alive_tmo: int | None = None  # None: the kernel's default (nvme-cli's --keep-alive-tmo)
 
     def args(self) -> list[str]:
         args = ["-t", self.trtype, "-a", self.traddr]
@@ -337,6 +338,8 @@ class NvmeHost:
             command += ["--ctrl-loss-tmo", str(spec.ctrl_loss_tmo)]
         if spec.reconnect_delay is not None:
             command += ["--reconnect-delay", str(spec.reconnect_delay)]
+        if spec.keep_alive_tmo is not None:
+            command += ["--keep-alive-tmo", str(spec.keep_alive_tmo)]
         log_step(self.executor.node, f"nvme connect {spec.trtype} {spec.traddr} {spec.subsystem_nqn}")
         marker = mark_kernel_log(self.executor, f"nvme connect {spec.subsystem_nqn}")
         result = self.executor.run(shlex.join(command), timeout=120, check=False)

@@ -25,7 +25,7 @@ from fabqual.links.base import LinkContext, LinkSession
 from fabqual.links.nvme_repair import connect_paths, restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, hba_needs, module, nvme_export_needs, nvme_host_needs
-from fabqual.tools import fio
+from fabqual.tools import fabric_counters, fio
 from fabqual.topology.load import check_namespaces
 from fabqual.topology.model import FcNvmeParams, Hba, Link, Node, Topology
 
@@ -54,7 +54,7 @@ SPEC = LinkSpec(
     roles={"target": "nvme_target", "host": "nvme_host"},
     device_kind="HBA",
     capabilities=("nvme_namespace", "block_device"),
-    metrics=fio.SPEC.metric_names,
+    metrics=fio.SPEC.metric_names + fabric_counters.SPEC.metric_names,
     requirements=requirements,
     check=check,
     description="NVMe over Fibre Channel: kernel nvmet-fc or SPDK, host nvme-fc",

@@ -28,7 +28,7 @@ from fabqual.links.base import LinkContext, LinkSession
 from fabqual.links.nvme_repair import connect_paths, path_fault, restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, nvme_export_needs, nvme_host_needs, rnic_needs
-from fabqual.tools import fio, perftest
+from fabqual.tools import fabric_counters, fio, perftest
 from fabqual.topology.load import check_extra_paths, check_namespaces
 from fabqual.topology.model import Link, Node, NvmetRdmaParams, Topology
 
@@ -55,7 +55,7 @@ SPEC = LinkSpec(
     roles={"target": "nvme_target", "host": "nvme_host"},
     device_kind="RNIC",
     capabilities=("nvme_namespace", "block_device", "rdma_pair", "nvme_multipath"),
-    metrics=fio.SPEC.metric_names + perftest.SPEC.metric_names,
+    metrics=fio.SPEC.metric_names + perftest.SPEC.metric_names + fabric_counters.SPEC.metric_names,
     requirements=requirements,
     check=check,
     offered_when={"nvme_multipath": lambda link: bool(getattr(link.params, "extra_paths", ()))},

@@ -31,7 +31,7 @@ from fabqual.handles import RdmaEndpoint, RdmaPair
 from fabqual.links.base import LinkContext, LinkSession
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, rnic_needs
-from fabqual.tools import perftest
+from fabqual.tools import fabric_counters, perftest
 from fabqual.topology.load import check_vcenter
 from fabqual.topology.model import EsxiHost, Link, Node, PvrdmaParams, Topology, VCenter
 from fabqual.vsphere.vcenter import Changes, HostPlan, VCenterDriver
@@ -199,7 +199,7 @@ SPEC = LinkSpec(
     roles={"server": "vm", "client": "vm"},
     device_kind="RNIC",
     capabilities=("rdma_pair",),
-    metrics=perftest.SPEC.metric_names,
+    metrics=perftest.SPEC.metric_names + fabric_counters.SPEC.metric_names,
     requirements=requirements,
     check=check,
     description="VMware paravirtual RDMA set up through vCenter; perftest between two VMs",

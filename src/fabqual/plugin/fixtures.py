@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -174,37 +175,41 @@ def check_metric(request: pytest.FixtureRequest, fabqual_run: QualificationRun) 
     the net under values passed in directly.
     """
 
-    def check(
-        link: Link,
-        metric: str,
-        value: float | None,
-        *,
-        context: dict[str, str] | None = None,
-        line_rate: LineRate | float | None = None,
-    ) -> Measurement:
-        if value is None or not math.isfinite(value):
-            where = ", ".join(f"{key}={val}" for key, val in (context or {}).items())
-            pytest.fail(
-                f"{link.name}: {metric}{f' ({where})' if where else ''} has no measured value ({value!r}):"
-                " the tool did not report it, and a missing number never passes",
-                pytrace=False,
-            )
-        ctx = dict(context or {})
-        bound = fabqual_run.thresholds.bound(link.type, metric, ctx, line_rate=line_rate)
-        measurement = Measurement(
-            link=link.name,
-            link_type=link.type,
-            metric=metric,
-            value=float(value),
-            unit=bound.unit,
-            threshold=bound.threshold,
-            comparison=bound.comparison,
-            context=ctx,
-            threshold_source=bound.source,
-        )
-        request.node.user_properties.append((USER_PROPERTY, measurement.to_json()))
-        if not measurement.passed:
-            request.node.stash.setdefault(FAILED_MEASUREMENTS, []).append(measurement)
-        return measurement
+    return partial(record_metric, request.node, fabqual_run)
 
-    return check
+
+def record_metric(
+    node: pytest.Item,
+    run: QualificationRun,
+    link: Link,
+    metric: str,
+    value: float | None,
+    *,
+    context: dict[str, str] | None = None,
+    line_rate: LineRate | float | None = None,
+) -> Measurement:
+    """What ``check_metric`` does, for a hook that has the item but no fixture request."""
+    if value is None or not math.isfinite(value):
+        where = ", ".join(f"{key}={val}" for key, val in (context or {}).items())
+        pytest.fail(
+            f"{link.name}: {metric}{f' ({where})' if where else ''} has no measured value ({value!r}):"
+            " the tool did not report it, and a missing number never passes",
+            pytrace=False,
+        )
+    ctx = dict(context or {})
+    bound = run.thresholds.bound(link.type, metric, ctx, line_rate=line_rate)
+    measurement = Measurement(
+        link=link.name,
+        link_type=link.type,
+        metric=metric,
+        value=float(value),
+        unit=bound.unit,
+        threshold=bound.threshold,
+        comparison=bound.comparison,
+        context=ctx,
+        threshold_source=bound.source,
+    )
+    node.user_properties.append((USER_PROPERTY, measurement.to_json()))
+    if not measurement.passed:
+        node.stash.setdefault(FAILED_MEASUREMENTS, []).append(measurement)
+    return measurement

@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.import_plugin("fabqual.report.pytest_report")
     config.pluginmanager.import_plugin("fabqual.plugin.outcomes")
     config.pluginmanager.import_plugin("fabqual.plugin.conformance")
+    config.pluginmanager.import_plugin("fabqual.plugin.fabric_counters")
     try:
         known = link_types()
     except FabqualError as error:  # a broken link type plugin: its one line, not a traceback

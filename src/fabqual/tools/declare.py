@@ -57,9 +57,9 @@ class ToolSpec:
 
 def specs() -> tuple[ToolSpec, ...]:
     """The tools fabqual runs, each declared in its own module."""
-    from fabqual.tools import fio, iperf3, perftest, ping
+    from fabqual.tools import fabric_counters, fio, iperf3, perftest, ping
 
-    return (fio.SPEC, perftest.SPEC, iperf3.SPEC, ping.SPEC)
+    return (fio.SPEC, perftest.SPEC, iperf3.SPEC, ping.SPEC, fabric_counters.SPEC)
 
 
 def metrics() -> dict[str, Metric]:

@@ -12,12 +12,12 @@ from fabqual.doctor import Requirement, check_requirement
 from fabqual.report.inventory import INVENTORY_SCRIPT
 from fabqual.testing.fake_node import FakeNode
 from fabqual.thresholds import METRICS, default_directory, load_thresholds
-from fabqual.tools import fio, iperf3, perftest, ping
+from fabqual.tools import fabric_counters, fio, iperf3, perftest, ping
 from fabqual.tools.declare import metrics, probe_for, specs
 
 
 def test_every_tool_module_declares_a_spec_and_no_metric_twice() -> None:
-    assert [s.name for s in specs()] == ["fio", "perftest", "iperf3", "ping"]
+    assert [s.name for s in specs()] == ["fio", "perftest", "iperf3", "ping", "fabric_counters"]
     names = [m.name for s in specs() for m in s.metrics]
     assert len(names) == len(set(names)), names
 
@@ -27,7 +27,7 @@ def test_thresholds_take_units_and_directions_from_the_tools() -> None:
     assert {name: (m.unit, m.better) for name, m in metrics().items()} == METRICS
     assert METRICS["iops"] == ("IOPS", ">=") and METRICS["rtt_max_ms"] == ("ms", "<=")
     assert set(METRICS) == {*fio.SPEC.metric_names, *perftest.SPEC.metric_names, *iperf3.SPEC.metric_names}.union(
-        ping.SPEC.metric_names
+        ping.SPEC.metric_names, fabric_counters.SPEC.metric_names
     )
 
 
