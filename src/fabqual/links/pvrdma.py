@@ -167,6 +167,8 @@ class VSphereSide:
         facts["vcenter_tls"] = f"verified against {anchor}" if vc.tls_verify else "not verified (tls_verify: false)"
         if self.changes is not None:
             facts["vcenter_changes"] = self.changes.summary()
+            if self.changes.swept:
+                facts["vcenter_swept"] = " | ".join(self.changes.swept)
             if self.changes.unsupported:
                 facts["vcenter_unsupported"] = " | ".join(str(u) for u in self.changes.unsupported)
         return facts

@@ -7,7 +7,10 @@ all guest memory" plus a PVRDMA adapter on the port group.
 
 Every step reads first and changes only what differs, reads back after a change,
 and records how to undo it in a journal; :meth:`VCenterDriver.teardown` replays
-the journal in reverse, also after a failure half-way. Steps a server does not
+the journal in reverse, also after a failure half-way. Before each change the
+object gets fabqual's mark with that undo as data (:mod:`fabqual.vsphere.marks`),
+so the next bring-up's sweep (:mod:`fabqual.vsphere.left`) restores what a killed
+run left; a live run's marked objects are refused. Steps a server does not
 implement (VMware's simulator lacks several) raise, unless the driver was told it
 talks to a simulator (``tolerate_unimplemented``): then they are listed in
 :attr:`Changes.unsupported` with the server's own fault as the reason.
@@ -15,8 +18,9 @@ talks to a simulator (``tolerate_unimplemented``): then they are listed in
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +30,8 @@ from fabqual.drivers import rundir
 from fabqual.drivers.rundir import RunOwner
 from fabqual.errors import DriverError, LabError
 from fabqual.executors.base import log_step
-from fabqual.vsphere import specs
+from fabqual.vsphere import left, specs
+from fabqual.vsphere.marks import Mark, Marks, Step, description_mark, description_owner, to_xml
 from fabqual.vsphere.session import Unimplemented, VCenterSession, moid
 
 log = logging.getLogger("fabqual.vsphere")
@@ -56,6 +61,7 @@ class Changes:
 
     changed: list[Change] = field(default_factory=list)
     unsupported: list[Unsupported] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)  # what killed runs had left, restored before the bring-up
 
     @property
     def nothing_changed(self) -> bool:
@@ -65,10 +71,6 @@ class Changes:
         if not self.changed:
             return "nothing changed"
         return f"{len(self.changed)} change(s): " + "; ".join(f"{c.target}: {c.action}" for c in self.changed)
-
-
-# fabqual's mark on a vSphere object it creates (the description of a switch): the run's owner as JSON.
-MARK = "fabqual-run: "
 
 
 class VCenterDriver:
@@ -111,6 +113,9 @@ class VCenterDriver:
         self.name = self.session.name
         self._journal: list[tuple[str, Callable[[], None]]] = []
         self._changes = Changes()
+        self.marks = Marks(self.session)
+        self._marked: dict[str, Mark] = {}  # moid -> this run's mark on that object, as last written
+        self._clearing: dict[str, tuple[str, Callable[[], None]]] = {}  # moid -> its journal entry clearing it
 
     # -- the session ---------------------------------------------------------------------
 
@@ -141,6 +146,67 @@ class VCenterDriver:
             raise DriverError(f"{self.name}: {target}: {step}: {reason}")
         self._changes.unsupported.append(Unsupported(target, step, reason))
         log.info("%s: %s: %s not possible here: %s", self.name, target, step, reason)
+
+    @contextlib.contextmanager
+    def _ahead(self, entity: Any, target: str, step: Step) -> Iterator[Step]:
+        """Write ``step`` (the undo of the change in the ``with`` body) into the object's mark first: a
+        run killed during the change leaves it for the next run's sweep. A change that fails drops it."""
+        self._note(entity, target, step)
+        try:
+            yield step
+        except (DriverError, LabError):
+            self._drop(entity, target, step)
+            raise
+
+    def _note(self, entity: Any, target: str, step: Step) -> Step:
+        """Add ``step`` to the object's mark (made with this run as owner on first use)."""
+        key = moid(entity)
+        mark = self._marked.get(key)
+        if mark is None:
+            mark = self._marked[key] = Mark(self.owner)
+            # Recorded before the change's own undo, so it runs after it: the mark goes last.
+            self._clearing[key] = (f"{target}: clear fabqual's mark", lambda: self._clear_mark(entity, target))
+            self._journal.append(self._clearing[key])
+        mark.steps.append(step)
+        self.marks.write(entity, target, mark)
+        return step
+
+    def _drop(self, entity: Any, target: str, step: Step) -> None:
+        """Take a step off the mark: the change did not happen (or is undone)."""
+        key = moid(entity)
+        mark = self._marked.get(key)
+        if mark is None or step not in mark.steps:
+            return
+        mark.steps.remove(step)
+        if mark.steps:
+            self.marks.write(entity, target, mark)
+            return
+        self.marks.write(entity, target, None)  # nothing of this run's left on the object
+        del self._marked[key]
+        clearing = self._clearing.pop(key)
+        if clearing in self._journal:
+            self._journal.remove(clearing)
+
+    def _undo_marked(self, entity: Any, target: str, step: Step) -> None:
+        """The run's own undo of a marked change: the same step a sweep would replay, then off the mark."""
+        with contextlib.suppress(left.Gone):
+            left.undo_step(self.session, entity, target, step)
+        self._drop(entity, target, step)
+
+    def _clear_mark(self, entity: Any, target: str) -> None:
+        mark = self._marked.get(moid(entity))
+        if mark is not None and mark.steps:
+            raise DriverError(f"{self.name}: {target}: {len(mark.steps)} marked change(s) not undone; mark kept")
+        self._marked.pop(moid(entity), None)
+        self._clearing.pop(moid(entity), None)
+        self.marks.write(entity, target, None)
+
+    def sweep(self, in_plan: set[str] | None = None) -> list[str]:
+        """Restore what killed runs left in the datacenter (their marks name a dead owner); one line each."""
+        result = left.sweep(self.session, self.marks, self._datacenter(), self.owner, in_plan or set())
+        for line in result.lines():
+            log_step(self.name, f"sweep: {line}")
+        return result.lines()
 
     def teardown(self) -> None:
         """Undo every recorded change in reverse order; keep going past failures, report them at the end."""
@@ -192,6 +258,11 @@ class VCenterDriver:
         # Resolve every named object first: a typo fails before anything is touched.
         host_objs = [(self._by_name(dc.hostFolder, vim.HostSystem, plan[0], "host"), plan) for plan in hosts]
         vm_objs = [(self._by_name(dc.vmFolder, vim.VirtualMachine, name, "VM"), name) for name in vms]
+        in_plan = {moid(o) for o, _ in host_objs + vm_objs} | {
+            f"switch {switch}",
+            f"port group {portgroup} on {switch}",
+        }
+        self._changes.swept = self.sweep(in_plan)
         dvs = self._ensure_switch(dc, switch, mtu)
         pg = self._ensure_portgroup(dvs, switch, portgroup)
         for host, (host_name, uplink, _vmk, _ip) in host_objs:
@@ -233,14 +304,17 @@ class VCenterDriver:
             self._adopt_if_left(dvs, target)
         else:
             version = self._newest_dvs_version()
-            mark = MARK + self.owner.to_json()
+            mark = description_mark(self.owner)
             dvs = self.session.wait(
                 target,
                 "CreateDVS_Task",
                 lambda: dc.networkFolder.CreateDVS_Task(specs.dvs_create_spec(switch, version, mtu, mark)),
             )
             self._record(
-                target, f"created (vDS {version}, MTU {mtu})", "destroy", lambda: self._destroy_switch(dvs, target)
+                target,
+                f"created (vDS {version}, MTU {mtu})",
+                "destroy",
+                lambda: left.destroy_switch(self.session, dvs, target),
             )
         version = self.session.call(target, "read version", lambda: dvs.summary.productInfo.version)
         if not str(version).startswith("7.0"):
@@ -249,32 +323,33 @@ class VCenterDriver:
             )
         current = self.session.call(target, "read maxMtu", lambda: dvs.config.maxMtu)
         if current != mtu:
-            self.session.wait(
-                target,
-                f"set MTU {mtu}",
-                lambda: dvs.ReconfigureDvs_Task(specs.dvs_mtu_spec(dvs.config.configVersion, mtu)),
+            # A switch this run made goes whole at teardown; an existing one is marked with its MTU first.
+            ahead: contextlib.AbstractContextManager[Step] = (
+                self._ahead(dvs, target, {"op": "mtu", "was": current}) if found else contextlib.nullcontext({})
             )
+            with ahead as step:
+                self.session.wait(
+                    target,
+                    f"set MTU {mtu}",
+                    lambda: dvs.ReconfigureDvs_Task(specs.dvs_mtu_spec(dvs.config.configVersion, mtu)),
+                )
             after = self.session.call(target, "read maxMtu", lambda: dvs.config.maxMtu)
             if after != mtu:
+                self._drop(dvs, target, step)
                 self._unsupported(target, f"set MTU {mtu}", f"server kept maxMtu={after} after ReconfigureDvs_Task")
             elif found:
                 self._record(
-                    target,
-                    f"MTU {current} -> {mtu}",
-                    f"MTU back to {current}",
-                    lambda: self.session.wait(
-                        target,
-                        f"restore MTU {current}",
-                        lambda: dvs.ReconfigureDvs_Task(specs.dvs_mtu_spec(dvs.config.configVersion, current)),
-                    ),
+                    target, f"MTU {current} -> {mtu}", f"MTU back to {current}", self._undoer(dvs, target, step)
                 )
         return dvs
 
+    def _undoer(self, entity: Any, target: str, step: Step) -> Callable[[], None]:
+        return lambda: self._undo_marked(entity, target, step)
+
     def _adopt_if_left(self, dvs: Any, target: str) -> None:
-        """A switch carrying another run's mark: a dead run's is taken over (destroyed at teardown),
-        a live run's is refused; a switch without the mark is someone else's and is never removed."""
-        description = self.session.call(target, "read description", lambda: dvs.config.description) or ""
-        left_by = RunOwner.from_json(description[len(MARK) :]) if description.startswith(MARK) else None
+        """A switch carrying another run's mark: a live run's is refused, another controller's is used and
+        left to it, a dead run's (the sweep removes those first) is taken over; an unmarked one is never removed."""
+        left_by = description_owner(self.session.call(target, "read description", lambda: dvs.config.description))
         if left_by is None or left_by.run_id == self.owner.run_id:
             return
         alive = left_by.alive()
@@ -287,20 +362,8 @@ class VCenterDriver:
             target,
             f"left by {left_by.describe()}, killed: taken over",
             "destroy",
-            lambda: self._destroy_switch(dvs, target),
+            lambda: left.destroy_switch(self.session, dvs, target),
         )
-
-    def _destroy_switch(self, dvs: Any, target: str) -> None:
-        # Port groups other than the uplink one go first: a real vCenter removes them with the
-        # switch anyway, and vcsim (which leaves its uplink group out of config.uplinkPortgroup)
-        # would otherwise keep them, and crash when they are destroyed afterwards.
-        uplinks = {
-            moid(p) for p in self.session.call(target, "read uplink port groups", lambda: dvs.config.uplinkPortgroup)
-        }
-        for pg in self.session.call(target, "read port groups", lambda: list(dvs.portgroup)):
-            if moid(pg) not in uplinks:
-                self.session.wait(f"port group {pg.name}", "Destroy_Task", pg.Destroy_Task)
-        self.session.wait(target, "Destroy_Task", dvs.Destroy_Task)
 
     def _ensure_portgroup(self, dvs: Any, switch: str, portgroup: str) -> Any:
         target = f"port group {portgroup} on {switch}"
@@ -312,9 +375,8 @@ class VCenterDriver:
 
         pg = find()
         if pg is None:
-            self.session.wait(
-                target, "AddDVPortgroup_Task", lambda: dvs.AddDVPortgroup_Task([specs.portgroup_spec(portgroup)])
-            )
+            spec = specs.portgroup_spec(portgroup, description_mark(self.owner))
+            self.session.wait(target, "AddDVPortgroup_Task", lambda: dvs.AddDVPortgroup_Task([spec]))
             pg = find()
             if pg is None:
                 raise DriverError(f"{self.name}: {target}: not there after AddDVPortgroup_Task succeeded")
@@ -342,56 +404,47 @@ class VCenterDriver:
         if moid(host) not in members:
             # A pnic still on a standard switch moves later, together with its vmknic.
             backing = None if on_vss else uplink
-            self.session.wait(
-                target,
-                f"add to {switch}",
-                lambda: dvs.ReconfigureDvs_Task(
-                    specs.host_member_spec(dvs.config.configVersion, "add", host, backing, uplink_key)
-                ),
-            )
+            with self._ahead(host, target, {"op": "member_remove", "switch": dvs.uuid}) as step:
+                self.session.wait(
+                    target,
+                    f"add to {switch}",
+                    lambda: dvs.ReconfigureDvs_Task(
+                        specs.host_member_spec(dvs.config.configVersion, "add", host, backing, uplink_key)
+                    ),
+                )
             self._record(
                 target,
                 f"added to {switch}" + (f" with uplink {uplink}" if backing else ""),
                 f"remove from {switch}",
-                lambda: self.session.wait(
-                    target,
-                    f"remove from {switch}",
-                    lambda: dvs.ReconfigureDvs_Task(specs.host_member_spec(dvs.config.configVersion, "remove", host)),
-                ),
+                self._undoer(host, target, step),
             )
         if on_vss:
             return
         current = self._proxy_pnics(host, target, dvs)
         if uplink in current:
             return
+        previous = current[0] if current else None
         try:
-            self.session.wait(
-                target,
-                f"set uplink {uplink} on {switch}",
-                lambda: dvs.ReconfigureDvs_Task(
-                    specs.host_member_spec(dvs.config.configVersion, "edit", host, uplink, uplink_key)
-                ),
-            )
+            with self._ahead(host, target, {"op": "uplink", "switch": dvs.uuid, "previous": previous}) as step:
+                self.session.wait(
+                    target,
+                    f"set uplink {uplink} on {switch}",
+                    lambda: dvs.ReconfigureDvs_Task(
+                        specs.host_member_spec(dvs.config.configVersion, "edit", host, uplink, uplink_key)
+                    ),
+                )
         except Unimplemented as exc:
             self._unsupported(target, f"assign uplink {uplink} on {switch}", exc.reason)
             return
         if uplink not in self._proxy_pnics(host, target, dvs):
+            self._drop(host, target, step)
             self._unsupported(target, f"assign uplink {uplink} on {switch}", "host shows no proxy switch with it")
             return
-        previous = current[0] if current else None
         self._record(
             target,
             f"uplink {uplink} on {switch}",
             f"uplink back to {previous or 'none'}",
-            lambda: self.session.wait(
-                target,
-                "restore uplink",
-                lambda: dvs.ReconfigureDvs_Task(
-                    specs.host_member_spec(
-                        dvs.config.configVersion, "edit", host, previous, uplink_key if previous else None
-                    )
-                ),
-            ),
+            self._undoer(host, target, step),
         )
 
     def _proxy_pnics(self, host: Any, target: str, dvs: Any) -> list[str]:
@@ -423,21 +476,23 @@ class VCenterDriver:
         current = vnic(device)
         if current is None:
             try:
-                created = self.session.call(
-                    target,
-                    f"AddVirtualNic on {pg.name}",
-                    lambda: ns.AddVirtualNic(portgroup="", nic=specs.vmknic_spec(uuid, key, address, mtu)),
-                )
+                with self._ahead(host, target, {"op": "vmknic_remove", "device": device, "switch": uuid}) as step:
+                    created = self.session.call(
+                        target,
+                        f"AddVirtualNic on {pg.name}",
+                        lambda: ns.AddVirtualNic(portgroup="", nic=specs.vmknic_spec(uuid, key, address, mtu)),
+                    )
             except Unimplemented as exc:
                 self._unsupported(target, f"create {device} on {pg.name}", exc.reason)
                 return device
+            if created != device:  # the mark names the vmknic that is there
+                self._drop(host, target, step)
+                step = self._note(host, target, {"op": "vmknic_remove", "device": created, "switch": uuid})
             self._record(
                 target,
                 f"created {created} ({address}, MTU {mtu}) on {pg.name}",
                 f"remove {created}",
-                lambda: self.session.call(
-                    target, f"RemoveVirtualNic {created}", lambda: ns.RemoveVirtualNic(device=created)
-                ),
+                self._undoer(host, target, step),
             )
             if created != device:
                 log.warning("%s: %s: ESXi named the new vmknic %s, not %s", self.name, target, created, device)
@@ -448,7 +503,8 @@ class VCenterDriver:
         ip_ok = current.spec.ip.ipAddress == want_ip.ipAddress and current.spec.ip.subnetMask == want_ip.subnetMask
         if on_pg and ip_ok and current.spec.mtu == mtu:
             return device
-        old_spec, old_pg = current.spec, current.portgroup or ""
+        old_pg = current.portgroup or ""
+        restore = {"op": "vmknic_restore", "device": device, "portgroup": old_pg, "spec": to_xml(current.spec)}
         network = self.session.call(target, "read network config", lambda: host.config.network)
         vss = next(
             (v for v in network.vswitch if v.spec.bridge and uplink in list(v.spec.bridge.nicDevice or [])), None
@@ -459,36 +515,32 @@ class VCenterDriver:
             config = specs.vmknic_migration_config(
                 device, uuid, key, uplink, self._uplink_portgroup_key(dvs, target), vss, vss_pg
             )
-            self.session.call(
-                target, f"migrate {device}+{uplink} to {pg.name}", lambda: ns.UpdateNetworkConfig(config, "modify")
-            )
-            restore = specs.vmknic_restore_config(device, old_spec, old_pg)
+            with self._ahead(host, target, restore) as step:
+                self.session.call(
+                    target, f"migrate {device}+{uplink} to {pg.name}", lambda: ns.UpdateNetworkConfig(config, "modify")
+                )
             self._record(
                 target,
                 f"migrated {device} and {uplink} from {vss.name} to {pg.name}",
                 f"{device} back to {old_pg}",
-                lambda: self.session.call(
-                    target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")
-                ),
+                self._undoer(host, target, step),
             )
         else:
             try:
-                self.session.call(
-                    target,
-                    f"UpdateVirtualNic {device}",
-                    lambda: ns.UpdateVirtualNic(device=device, nic=specs.vmknic_spec(uuid, key, address, mtu)),
-                )
+                with self._ahead(host, target, restore) as step:
+                    self.session.call(
+                        target,
+                        f"UpdateVirtualNic {device}",
+                        lambda: ns.UpdateVirtualNic(device=device, nic=specs.vmknic_spec(uuid, key, address, mtu)),
+                    )
             except Unimplemented as exc:
                 self._unsupported(target, f"move {device} to {pg.name}", exc.reason)
                 return device
-            restore = specs.vmknic_restore_config(device, old_spec, old_pg)
             self._record(
                 target,
                 f"{device} set to {address}, MTU {mtu} on {pg.name}",
                 f"{device} back to its old settings",
-                lambda: self.session.call(
-                    target, f"restore {device}", lambda: ns.UpdateNetworkConfig(restore, "modify")
-                ),
+                self._undoer(host, target, step),
             )
         self._verify_vmknic(vnic(device), target, uuid, key, want_ip, mtu)
         return device
@@ -517,21 +569,20 @@ class VCenterDriver:
         current = self.session.call(target, f"read {specs.PVRDMA_OPTION}", read)
         if current == device:
             return
-        self.session.call(
-            target, f"set {specs.PVRDMA_OPTION}={device}", lambda: om.UpdateOptions(specs.advanced_option(device))
-        )
-        after = self.session.call(target, f"read {specs.PVRDMA_OPTION}", read)
-        if after != device:
-            raise DriverError(f"{self.name}: {target}: {specs.PVRDMA_OPTION} reads {after!r} after setting {device!r}")
         old = current or ""
+        with self._ahead(host, target, {"op": "option", "was": old}) as step:
+            self.session.call(
+                target, f"set {specs.PVRDMA_OPTION}={device}", lambda: om.UpdateOptions(specs.advanced_option(device))
+            )
         self._record(
             target,
             f"{specs.PVRDMA_OPTION} {current!r} -> {device!r}",
             f"{specs.PVRDMA_OPTION} back to {old!r}",
-            lambda: self.session.call(
-                target, f"reset {specs.PVRDMA_OPTION}", lambda: om.UpdateOptions(specs.advanced_option(old))
-            ),
+            self._undoer(host, target, step),
         )
+        after = self.session.call(target, f"read {specs.PVRDMA_OPTION}", read)
+        if after != device:
+            raise DriverError(f"{self.name}: {target}: {specs.PVRDMA_OPTION} reads {after!r} after setting {device!r}")
 
     def _ensure_firewall(self, host: Any, host_name: str) -> None:
         target = f"host {host_name}"
@@ -548,17 +599,16 @@ class VCenterDriver:
 
         if enabled():
             return
-        self.session.call(target, "EnableRuleset pvrdma", lambda: fw.EnableRuleset(id=specs.PVRDMA_RULESET))
-        if not enabled():
-            raise DriverError(f"{self.name}: {target}: firewall ruleset pvrdma still disabled after EnableRuleset")
+        with self._ahead(host, target, {"op": "firewall_off"}) as step:
+            self.session.call(target, "EnableRuleset pvrdma", lambda: fw.EnableRuleset(id=specs.PVRDMA_RULESET))
         self._record(
             target,
             "firewall ruleset pvrdma enabled",
             "disable firewall ruleset pvrdma",
-            lambda: self.session.call(
-                target, "DisableRuleset pvrdma", lambda: fw.DisableRuleset(id=specs.PVRDMA_RULESET)
-            ),
+            self._undoer(host, target, step),
         )
+        if not enabled():
+            raise DriverError(f"{self.name}: {target}: firewall ruleset pvrdma still disabled after EnableRuleset")
 
     def _check_rdma_device(self, host: Any, host_name: str, uplink: str) -> None:
         """Read-only: the host's RDMA device paired with the uplink must exist and be active."""
@@ -619,30 +669,33 @@ class VCenterDriver:
             return
         spec = specs.vm_pvrdma_spec(None if locked_before else True, add=add, edit=edit)
         keys_before = {d.key for d in config.hardware.device}
-        self.session.wait(target, "ReconfigVM_Task (PVRDMA NIC, memory locked)", lambda: vm.ReconfigVM_Task(spec=spec))
+        undo = {
+            "op": "vm_pvrdma",
+            "switch": uuid,
+            "keys_before": sorted(keys_before),
+            "locked_before": locked_before,
+            "edit_key": edit.key if edit is not None else None,
+            "old_backing": to_xml(old_backing) if old_backing is not None else None,
+        }
+        with self._ahead(vm, target, undo) as step:
+            self.session.wait(
+                target, "ReconfigVM_Task (PVRDMA NIC, memory locked)", lambda: vm.ReconfigVM_Task(spec=spec)
+            )
+        actions = [a for a, done in (("PVRDMA NIC added", add), ("PVRDMA NIC moved", edit)) if done is not None]
+        if not locked_before:
+            actions.append("all guest memory reserved")
+        self._record(
+            target,
+            ", ".join(actions) + f" on {pg.name}",
+            "undo PVRDMA NIC and memory lock",
+            self._undoer(vm, target, step),
+        )
         config, nics = read()
         if not (nics and on_pg(nics[0]) and config.memoryReservationLockedToMax):
             raise DriverError(f"{self.name}: {target}: PVRDMA NIC/memory lock read back wrong after ReconfigVM_Task")
         added = next((d for d in nics if d.key not in keys_before), None) if add is not None else None
         if add is not None and added is None:
             raise DriverError(f"{self.name}: {target}: the new PVRDMA NIC is not in the VM's devices after reconfigure")
-
-        def undo() -> None:
-            device = None
-            if added is not None:
-                device = next((d for d in read()[1] if d.key == added.key), None)
-            restore = None
-            if old_backing is not None:
-                restore = next((d for d in read()[1] if edit is not None and d.key == edit.key), None)
-                if restore is not None:
-                    restore.backing = old_backing
-            back = specs.vm_pvrdma_spec(None if locked_before else False, remove=device, edit=restore)
-            self.session.wait(target, "ReconfigVM_Task (undo PVRDMA)", lambda: vm.ReconfigVM_Task(spec=back))
-
-        actions = [a for a, done in (("PVRDMA NIC added", add), ("PVRDMA NIC moved", edit)) if done is not None]
-        if not locked_before:
-            actions.append("all guest memory reserved")
-        self._record(target, ", ".join(actions) + f" on {pg.name}", "undo PVRDMA NIC and memory lock", undo)
         self._verify_vm(config, target, nics)
 
     def _verify_vm(self, config: Any, target: str, nics: list[Any]) -> None:

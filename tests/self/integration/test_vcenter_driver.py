@@ -25,7 +25,8 @@ from pyVmomi import vim
 from fabqual.drivers.rundir import RunOwner
 from fabqual.errors import DriverError, LabError
 from fabqual.testing.dead_run import dead_owner
-from fabqual.vsphere import vcsim
+from fabqual.vsphere import specs, vcsim
+from fabqual.vsphere.marks import FIELD
 from fabqual.vsphere.vcenter import Changes, VCenterDriver
 
 pytestmark = pytest.mark.skipif(
@@ -62,14 +63,19 @@ def snapshot(sim: vcsim.VcsimInstance) -> dict[str, Any]:
     )
     try:
         content = si.RetrieveContent()
+        marked = {f.key for f in content.customFieldsManager.field or [] if f.name == FIELD}
 
         def every(kind: type) -> list[Any]:
             return list(content.viewManager.CreateContainerView(content.rootFolder, [kind], True).view)
 
+        def mark(entity: Any) -> str:  # the last value: vcsim appends where vCenter replaces
+            return next((str(v.value) for v in reversed(entity.customValue or []) if v.key in marked), "")
+
         state: dict[str, Any] = {
             "networks": sorted(f"{type(n).__name__}:{n.name}" for n in every(vim.Network)),
             "switches": {
-                d.name: sorted(h.name for h in d.summary.hostMember) for d in every(vim.DistributedVirtualSwitch)
+                d.name: (sorted(h.name for h in d.summary.hostMember), d.config.maxMtu, mark(d))
+                for d in every(vim.DistributedVirtualSwitch)
             },
         }
         for host in every(vim.HostSystem):
@@ -82,11 +88,13 @@ def snapshot(sim: vcsim.VcsimInstance) -> dict[str, Any]:
                 "option": option,
                 "pvrdma_ruleset": next(r.enabled for r in rulesets if r.key == "pvrdma"),
                 "vnics": sorted(v.device for v in host.config.network.vnic),
+                "mark": mark(host),
             }
         for vm in every(vim.VirtualMachine):
             state[vm.name] = {
                 "locked": bool(vm.config.memoryReservationLockedToMax),
                 "devices": sorted(type(d).__name__ for d in vm.config.hardware.device),
+                "mark": mark(vm),
             }
         return state
     finally:
@@ -342,22 +350,26 @@ def test_idle_expired_session_reconnects_mid_configuration() -> None:
             driver.close()
 
 
-def test_a_switch_left_by_a_killed_run_is_taken_over_and_removed() -> None:
-    """A switch carries its run's mark (the owner in its description). A live run's switch is refused
-    to another run; a killed run's is taken over by the next run and destroyed at its teardown."""
+def test_a_live_runs_objects_are_refused_and_a_killed_runs_are_restored_by_the_next_bring_up() -> None:
+    """Everything a run creates or changes carries its mark (owner in a created switch's or port group's
+    description; owner and undo steps in the fabqual.run attribute of a changed host or VM). Another run
+    refuses objects a live run marked; the next bring-up after a killed run first restores all it left."""
     dead = dead_owner()
     me = RunOwner.this_process()
     live = RunOwner("another-live-run", me.host, me.pid, me.pid_start, me.started, me.command)
-    assert dead is not None and dead.alive() is False and live.alive() is True
+    assert live.alive() is True
     with vcsim.running_vcsim() as fresh:
         before = snapshot(fresh)
         holder = driver_for(fresh, owner=live)
         holder.connect()
         holder.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+        during = snapshot(fresh)
+        assert all(live.run_id in during[name]["mark"] for name in ("DC0_C0_H0", "DC0_C0_H1", *VMS)), during
         other = driver_for(fresh, owner=me)
         other.connect()
-        with pytest.raises(DriverError, match=r"belongs to run another-live-run .* still running"):
+        with pytest.raises(DriverError, match=r"run another-live-run .* which is still running"):
             other.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+        assert snapshot(fresh) == during
         other.close()
         holder.teardown()
         holder.close()
@@ -367,11 +379,97 @@ def test_a_switch_left_by_a_killed_run_is_taken_over_and_removed() -> None:
         killed.connect()
         killed.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
         killed.close()  # no teardown: the process was killed
-        assert SWITCH in snapshot(fresh)["switches"]
+        assert snapshot(fresh) != before
         after = driver_for(fresh, owner=me)
         after.connect()
         changes = after.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
-        assert any("killed: taken over" in c.action for c in changes.changed), changes.summary()
+        assert f"destroyed switch {SWITCH} of {dead.run_id}" in changes.swept, changes.swept
+        assert any(line.startswith(f"restored VM {VMS[0]}: 1 step(s)") for line in changes.swept), changes.swept
         after.teardown()
         after.close()
-        assert snapshot(fresh)["switches"] == before["switches"]
+        assert snapshot(fresh) == before
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing in the driver catches it, no teardown runs."""
+
+
+MUTATING_CALLS = (
+    "AddCustomFieldDef",
+    "SetField",
+    "set",
+    "EnableRuleset",
+    "AddVirtualNic",
+    "UpdateVirtualNic",
+    "migrate",
+)
+
+
+def kill_after(driver: VCenterDriver, step: int) -> list[str]:
+    """Make ``driver`` raise :class:`Killed` right after its ``step``-th change to the server (a finished
+    task or a changing call); returns the names of the changes made, as they happen."""
+    session, done = driver.session, []
+    real_call, real_wait = session.call, session.wait
+    in_task = [False]
+
+    def changed(what: str) -> None:
+        done.append(what)
+        if len(done) == step:
+            raise Killed(what)
+
+    def call(target: str, what: str, fn: Any) -> Any:
+        result = real_call(target, what, fn)
+        if not in_task[0] and what.split()[0] in MUTATING_CALLS:
+            changed(f"{target}: {what}")
+        return result
+
+    def wait(target: str, what: str, start: Any) -> Any:
+        in_task[0] = True
+        try:
+            result = real_wait(target, what, start)
+        finally:
+            in_task[0] = False
+        changed(f"{target}: {what}")
+        return result
+
+    session.call = call  # type: ignore[method-assign]
+    session.wait = wait  # type: ignore[method-assign]
+    return done
+
+
+def test_a_bring_up_killed_after_any_step_is_restored_by_a_sweep() -> None:
+    """A pvrdma bring-up killed after each of its changes in turn (mark written, object made or changed):
+    a later process's sweep puts vcsim's inventory back as it was, marks included, and never touches an
+    unmarked switch that was there before (someone else's)."""
+    dead = dead_owner()
+    with vcsim.running_vcsim() as fresh:
+        theirs = driver_for(fresh)
+        theirs.connect()
+        dc = theirs._datacenter()
+        theirs.session.wait("switch Theirs", "CreateDVS_Task", lambda: dc.networkFolder.CreateDVS_Task(
+            specs.dvs_create_spec("Theirs", "7.0.0", 1500)))  # fmt: skip
+        theirs.close()
+        before = snapshot(fresh)
+        assert "Theirs" in before["switches"]
+        step = 0
+        while True:  # until a bring-up gets through: the last kill point was its last change
+            step += 1
+            killed = driver_for(fresh, owner=dead)
+            killed.connect()
+            changes = kill_after(killed, step)
+            try:
+                killed.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+            except Killed:
+                killed.close()
+            else:
+                del killed.session.call, killed.session.wait  # disarmed: its own teardown runs
+                killed.teardown()
+                killed.close()
+                assert snapshot(fresh) == before
+                break
+            sweeper = driver_for(fresh)
+            sweeper.connect()
+            swept = sweeper.sweep()
+            sweeper.close()
+            assert snapshot(fresh) == before, f"killed after {changes[-1]!r}; the sweep: {swept}"
+        assert step > 20, f"only {step - 1} changes: {changes}"
