@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fabqual.drivers.journal import Journal
-from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
+from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost, NvmePath
 from fabqual.drivers.nvmet import ROOT, NvmetTarget
 from fabqual.errors import DriverError
 from fabqual.executors.base import Executor
@@ -53,30 +53,43 @@ class NvmeFabric:
         """A subsystem NQN of fabqual's for one purpose of a case (``conf-<purpose>``)."""
         return NQN_PREFIX + purpose
 
+    def subsystem(self, purpose: str, *, allowed: tuple[str, ...] = (), export: bool = False) -> str:
+        """An empty subsystem ``conf-<purpose>`` of the case's, allowing the ``allowed`` host NQNs (none given:
+        any host), ``export``-ed on the link's port; one left by an earlier run is removed first."""
+        nqn = self.nqn(purpose)
+        self.nvmet.remove_stale(nqn)
+        self.nvmet.create_subsystem(nqn, allow_any_host=not allowed, allowed_hosts=allowed)
+        if export:
+            self.nvmet.link_port(self.port_id, nqn)
+        return nqn
+
     def spec(self, nqn: str, **changes: Any) -> ConnectSpec:
         """The link's path to another subsystem (``changes`` override traddr, trsvcid, host_traddr)."""
         return dataclasses.replace(self.path, subsystem_nqn=nqn, **changes)
 
 
+def live_controller(nvme: NvmeHost, nqn: str) -> NvmePath:
+    """The host's first live controller of ``nqn``."""
+    for subsystem in nvme.subsystems():
+        for path in subsystem.paths if subsystem.nqn == nqn else ():
+            if path.state == "live":
+                return path
+    raise DriverError(f"{nvme.executor.node}: no live controller of {nqn}; the link's host is not connected")
+
+
 def connected_path(nvme: NvmeHost, nqn: str) -> ConnectSpec:
     """The host's path to ``nqn`` from its first live controller (transport and address as the kernel shows)."""
-    for subsystem in nvme.subsystems():
-        if subsystem.nqn != nqn:
-            continue
-        for path in subsystem.paths:
-            if path.state != "live":
-                continue
-            address = parse_address(path.address)
-            if "traddr" not in address:
-                raise DriverError(f"{nvme.executor.node}: controller {path.name} shows no traddr ({path.address!r})")
-            return ConnectSpec(
-                trtype=path.transport,
-                traddr=address["traddr"],
-                trsvcid=address.get("trsvcid", "") if path.transport != "fc" else "",
-                host_traddr=address.get("host_traddr", ""),
-                subsystem_nqn=nqn,
-            )
-    raise DriverError(f"{nvme.executor.node}: no live controller of {nqn}; the link's host is not connected")
+    path = live_controller(nvme, nqn)
+    address = parse_address(path.address)
+    if "traddr" not in address:
+        raise DriverError(f"{nvme.executor.node}: controller {path.name} shows no traddr ({path.address!r})")
+    return ConnectSpec(
+        trtype=path.transport,
+        traddr=address["traddr"],
+        trsvcid=address.get("trsvcid", "") if path.transport != "fc" else "",
+        host_traddr=address.get("host_traddr", ""),
+        subsystem_nqn=nqn,
+    )
 
 
 def nvmet_ports_of(target: Executor, nqn: str) -> list[tuple[str, str, str, str]]:

@@ -299,14 +299,18 @@ class NvmeHost:
         """Connect one path; returns the new controller names (nvme1, ...)."""
         modprobe(self.executor, self.HOST_MODULES[spec.trtype])
         # Journal the disconnect first: a connect that times out may still leave a controller.
+        self.journal_disconnect(spec.subsystem_nqn)
+        return self._connect(spec)
+
+    def journal_disconnect(self, nqn: str) -> None:
+        """Journal disconnecting every controller of ``nqn`` (before anything may connect one; harmless if none)."""
         self.journal.record(
             self.executor.node,
-            f"nvme controllers of {spec.subsystem_nqn}",
-            lambda: self.disconnect(spec.subsystem_nqn),
-            replay=shlex.join(["nvme", "disconnect", "-n", spec.subsystem_nqn]),
+            f"nvme controllers of {nqn}",
+            lambda: self.disconnect(nqn),
+            replay=shlex.join(["nvme", "disconnect", "-n", nqn]),
             executor=self.executor,
         )
-        return self._connect(spec)
 
     def ensure_live(self, specs: tuple[ConnectSpec, ...], *, grace: float) -> tuple[str, ...]:
         """The subsystem's controllers once live; reconnected if they are not live within ``grace`` seconds.

@@ -20,10 +20,11 @@ import pytest
 
 from fabqual.conformance.fabric import NvmeFabric, connected_path, exporting_port
 from fabqual.conformance.policy import CasePolicy, check_case_name
+from fabqual.conformance.snapshot import nvme_state
 from fabqual.drivers.journal import Journal
 from fabqual.drivers.nvme_host import NvmeHost
 from fabqual.drivers.nvmet import NvmetTarget
-from fabqual.errors import FabqualError
+from fabqual.errors import DriverError, FabqualError
 from fabqual.links.base import LinkSession
 from fabqual.measure import USER_PROPERTY, Measurement
 from fabqual.plugin.keys import FAILED_MEASUREMENTS
@@ -120,7 +121,8 @@ def conformance(request: pytest.FixtureRequest, fabqual_run: QualificationRun, l
 
 @pytest.fixture
 def nvme_fabric(link_session: LinkSession, fabqual_run: QualificationRun) -> Iterator[NvmeFabric]:
-    """The link's kernel nvmet target and its host; what the case creates is removed when it ends."""
+    """The link's kernel nvmet target and its host; what the case creates is removed when it ends, and the
+    nodes' NVMe-oF state (host controllers, nvmet objects) must then equal what it was before the case."""
     namespace = link_session.nvme_namespace
     if namespace is None:
         pytest.skip(f"link {link_session.link.name} came up without nvme_namespace")
@@ -144,7 +146,11 @@ def nvme_fabric(link_session: LinkSession, fabqual_run: QualificationRun) -> Ite
         port_id=exporting_port(target, namespace.subsystem_nqn, path),
         hostnqn=nvme.hostnqn(),
     )
+    before = nvme_state(host, target)
     try:
         yield fabric
     finally:
         journal.undo_all()  # an error here fails the case's teardown: the nodes were not left as found
+    left = before.difference(nvme_state(host, target))
+    if left:
+        raise DriverError(f"conformance case on {link_session.link.name} left the nodes changed: {left}")
