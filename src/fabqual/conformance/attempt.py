@@ -21,6 +21,7 @@ from fabqual.drivers.journal import modprobe
 from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.errors import LabError
 from fabqual.executors.base import log_step
+from fabqual.health import kernel_lines_since, mark_kernel_log
 from fabqual.topology.grammar import check_nqn
 
 # The host gives up on an unreachable address after this many seconds (nvme-cli waits for the kernel).
@@ -79,14 +80,13 @@ def attempt_connect(fabric: NvmeFabric, spec: ConnectSpec, identity: HostIdentit
     modprobe(nvme.executor, NvmeHost.HOST_MODULES[spec.trtype])
     before = set(controllers_of(nvme, spec.subsystem_nqn))
     nvme.journal_disconnect(spec.subsystem_nqn)
-    mark = f"fabqual-attempt-{uuid.uuid4().hex[:12]}"
-    nvme.executor.run(f"echo {mark} > /dev/kmsg", timeout=30)
+    mark = mark_kernel_log(nvme.executor, f"conformance attempt {spec.subsystem_nqn}")
     command = shlex.join(connect_command(spec, identity, *extra))
     log_step(nvme.executor.node, f"attempt: {command}")
     start = time.monotonic()
     result = nvme.executor.run(command, timeout=ATTEMPT_TIMEOUT_S, check=False)
     seconds = time.monotonic() - start
-    kernel = nvme.executor.run(f"dmesg | sed -n '/{mark}/,$p' | tail -n +2", timeout=30).stdout
+    kernel = "\n".join(kernel_lines_since(nvme.executor, mark))
     new = tuple(sorted(set(controllers_of(nvme, spec.subsystem_nqn)) - before))
     output = "\n".join(part for part in (result.stdout.strip(), result.stderr.strip()) if part)
     attempt = Attempt(command, not result.ok, output, kernel, new, seconds, result.exit_status)
