@@ -9,7 +9,7 @@ SIGINT (a run still there 300 s after SIGTERM/SIGINT gets SIGKILL, the second Ct
 Then one run over one row of every link type must pass (thresholds loosened: this
 measures cleanup, not speed). Recorded: what every node held before the first run vs
 after the clean run (leaked objects, goal 0), the clean run's sweep time per node, and
-vcsim processes left. Uses the running emulated lab (``fabqual lab up``) or boots it.
+vcsim processes and controller directories left. Uses the running emulated lab (``fabqual lab up``) or boots it.
 Writes benchmarks/results/kill.json.
 """
 
@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from fabqual.lab import EmulatedLab
-from fabqual.testing.leaks import ROWS, acceptance, leaked, loose_profile, node_state, run_and_signal, vcsim_processes
+from fabqual.testing.leaks import (
+    ROWS,
+    acceptance,
+    leaked,
+    loose_profile,
+    node_state,
+    run_and_signal,
+    vcsim_dirs,
+    vcsim_processes,
+)
 from fabqual.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +82,7 @@ def main() -> int:
             profile = loose_profile(Path(tmp) / "kill-soak.yaml")
             before = node_state(topology)
             vcsims_before = vcsim_processes()
+            dirs_before = vcsim_dirs()
             started = time.monotonic()
             for number in range(1, args.n + 1):
                 if args.budget is not None and time.monotonic() - started > args.budget:
@@ -119,6 +129,7 @@ def main() -> int:
                 result["clean_run"]["tail"] = clean.output[-4000:]
             leaks = leaked(before, node_state(topology))
             vcsims = [p for p in vcsim_processes(settle=30) if p not in vcsims_before]
+            vcsims += [f"controller: {d}" for d in vcsim_dirs() if d not in dirs_before]
             result["leaked_objects"] = len(leaks) + len(vcsims)
             result["leaked"] = leaks + vcsims
     finally:

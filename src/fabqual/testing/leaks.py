@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -83,6 +84,12 @@ def vcsim_processes(settle: float = 0.0) -> list[str]:
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.5)
+
+
+def vcsim_dirs() -> list[str]:
+    """The controller's simulator directories (certificate, log, build tree) that exist now: after a
+    clean run only live starters' may be left (a killed starter's is removed at the next start)."""
+    return sorted(str(p) for p in Path(tempfile.gettempdir()).glob("fabqual-vcsim-*"))
 
 
 def _vcsims() -> list[str]:
