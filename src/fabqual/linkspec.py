@@ -40,6 +40,7 @@ BUILTIN_MODULES = (
     "fabqual.links.pvrdma",
     "fabqual.links.ipofc",
     "fabqual.links.nvme_tcp",
+    "fabqual.links.fcp",
 )
 
 # What an endpoint's ``device:`` may name, per kind: the node's records of that kind.

@@ -61,14 +61,20 @@ def rnic_needs(node: Node, device: str | None) -> list[Requirement]:
     return reqs
 
 
+def scratch_needs(node: Node, names: tuple[str, ...]) -> list[Requirement]:
+    """The tools that prove scratch devices unused, and each declared device to prove."""
+    reqs = [tool(name) for name in SCRATCH_TOOLS]
+    for scratch in (node.scratch(name) for name in names):
+        if scratch.create == "none":  # one fabqual creates is proven at bring-up, once it exists
+            reqs.append(Requirement("scratch", scratch.name, scratch=scratch))
+    return reqs
+
+
 def nvme_export_needs(node: Node, namespaces: tuple[str, ...], trtype: str) -> list[Requirement]:
     """An NVMe-oF target exporting ``namespaces`` over ``trtype``: scratch proofs and its backend's needs."""
     from fabqual.targetspec import target_backend  # the registry imports this module: asked at call time
 
-    reqs = [tool(name) for name in SCRATCH_TOOLS]
-    for scratch in (node.scratch(name) for name in namespaces):
-        if scratch.create == "none":  # one fabqual creates is proven at bring-up, once it exists
-            reqs.append(Requirement("scratch", scratch.name, scratch=scratch))
+    reqs = scratch_needs(node, namespaces)
     target = node.nvme_target
     backend = target_backend(target.backend if target else "kernel")
     return reqs + list(backend.requirements(node, trtype))

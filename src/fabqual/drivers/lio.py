@@ -3,10 +3,11 @@
 Everything is created under ``/sys/kernel/config/target`` and journaled, so
 teardown removes exactly that in reverse (ACL mapped LUN links, ACLs, LUN links,
 LUNs, TPG, WWN, backstore). Backstores: ``rd_mcp`` (a ramdisk, for proving the
-plumbing) and ``user`` (TCMU: a userspace handler answers every command through
-``/dev/uioN``). Fabrics: ``tcm_fc`` (FCP over an FCoE port), ``tcm_qla2xxx``
-(FCP on a QLogic HBA port in target mode) and ``tcm_loop`` (a local SCSI host:
-target and initiator in one node).
+plumbing), ``iblock`` (a block device: the fcp link's scratch LUN) and ``user``
+(TCMU: a userspace handler answers every command through ``/dev/uioN``).
+Fabrics: ``tcm_fc`` (FCP over an FCoE port), ``tcm_qla2xxx`` (FCP on a QLogic
+HBA port in target mode) and ``tcm_loop`` (a local SCSI host: target and
+initiator in one node).
 
 ORDER (docs/emulated-lab.md): on FCoE the target must be configured before the initiator's
 controller is enabled, and ``tcm_fc`` must never be loaded on the initiator —
@@ -123,6 +124,21 @@ class Lio:
         """A ``rd_mcp`` ramdisk of ``size_bytes`` (whole 4 KiB pages)."""
         store = self._backstore("rd_mcp", name)
         write(self.executor, f"{store.path}/control", f"rd_pages={max(1, size_bytes // 4096)}")
+        self._enable(store)
+        return store
+
+    def iblock(self, name: str, device: str, *, unit_serial: str, product: str) -> Backstore:
+        """An ``iblock`` backstore on the block device ``device`` (one the caller proved scratch).
+
+        The unit serial (VPD page 0x80) is fixed before the backstore is enabled:
+        LIO derives the LUN's NAA WWN (VPD page 0x83) from it, so the initiator finds
+        the LUN by a WWN known in advance. ``product`` is the INQUIRY product id.
+        """
+        modprobe(self.executor, "target_core_iblock")
+        store = self._backstore("iblock", name)
+        write(self.executor, f"{store.path}/control", f"udev_path={device}")
+        write(self.executor, f"{store.path}/wwn/vpd_unit_serial", unit_serial)
+        write(self.executor, f"{store.path}/wwn/product_id", product)
         self._enable(store)
         return store
 

@@ -6,7 +6,7 @@ Three ways across, each in the order the kernel needs (the ORDER rule, docs/emul
   controller is enabled first, the initiator's created disabled (only its WWPN is
   needed), LIO's ``tcm_fc`` exports the backstore with an ACL for that WWPN, and
   only then is the initiator's controller enabled (``tcm_fc`` is never loaded on
-  the initiator);
+  the initiator; teardown deletes the LUN's SCSI devices there first);
 - :func:`export_over_fc`: real QLogic ports; the target's qla2xxx must be in target
   mode, ``tcm_qla2xxx`` exports the LUN with its ACL before the TPG is enabled, then
   the initiator issues a LIP, waits for the target's rport and scans its SCSI host
@@ -14,7 +14,8 @@ Three ways across, each in the order the kernel needs (the ORDER rule, docs/emul
 - :func:`export_over_loop`: ``tcm_loop``, target and initiator on one node.
 
 The backstore is made by a :data:`Backing` (a ramdisk for self-tests, a TCMU device
-served by a userspace handler for IPoFC). Everything is journaled.
+served by a userspace handler for IPoFC, a scratch block device for fcp). Everything
+is journaled.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def export_over_fcoe(
     tpg = lio.fc_tpg(target_port.wwpn)
     lio.export(tpg, LUN, store)
     lio.allow(tpg, initiator_port.wwpn, LUN)
+    forget_at_teardown(initiator, journal, initiator_port.host, target_port.wwpn)
     initiator_port = initiator_fcoe.enable(initiator_port)
     initiator_fcoe.wait_target(initiator_port, target_port.wwpn)
     sg = wait_sg_device(initiator, vendor=vendor, model=model, host=initiator_port.host, timeout=SG_TIMEOUT)
@@ -104,13 +106,7 @@ def export_over_fc(
     lio.allow(tpg, initiator_port.wwpn, LUN)
     lio.enable_tpg(tpg)  # logins are accepted only now, with the ACL in place
     host = initiator_port.host
-    journal.record(
-        initiator.node,
-        f"SCSI devices of LUN {LUN} of {target_port.wwpn} on {host}",
-        lambda: forget_lun(initiator, host, target_port.wwpn, LUN),
-        replay=forget_lun_command(host, target_port.wwpn, LUN),
-        executor=initiator,
-    )
+    forget_at_teardown(initiator, journal, host, target_port.wwpn)
     write(initiator, f"/sys/class/fc_host/{host}/issue_lip", "1")  # log in again: the new target is seen
     wait_fcp_target(
         initiator,
@@ -122,6 +118,17 @@ def export_over_fc(
     rescan(initiator, host)
     sg = wait_sg_device(initiator, vendor=vendor, model=model, host=host, timeout=SG_TIMEOUT)
     return ExportedLun("fc", sg, store, target_port, initiator_port)
+
+
+def forget_at_teardown(initiator: Executor, journal: Journal, host: str, target_wwpn: str) -> None:
+    """Journal the deletion of the LUN's SCSI devices on the initiator: undone before the LUN goes away."""
+    journal.record(
+        initiator.node,
+        f"SCSI devices of LUN {LUN} of {target_wwpn} on {host}",
+        lambda: forget_lun(initiator, host, target_wwpn, LUN),
+        replay=forget_lun_command(host, target_wwpn, LUN),
+        executor=initiator,
+    )
 
 
 def forget_lun(executor: Executor, host: str, target_wwpn: str, lun: int) -> None:

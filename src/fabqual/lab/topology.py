@@ -28,6 +28,7 @@ STANDS_IN_FOR: dict[str, str] = {
     "nullb0": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
     "nullb1": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
     "nullb2": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
+    "nullb3": "stands in for a scratch SSD: memory-backed null_blk, keeps data so writes are verified",
     "tcp0": "stands in for a 25G Ethernet port (e.g. E810): the virtio-net data link between the guests",
     "pvrdma0": "stands in for vmw_pvrdma0 (a VM's PVRDMA adapter): soft-RoCE rdma_rxe on the data link",
 }
@@ -90,12 +91,12 @@ def lab_topology(
             ],
         }
 
-    tgt = node("tgt", ["nvme_target", "nvme_host", "rdma_endpoint", "vm", "ipofc_end"], TGT_DATA)
+    tgt = node("tgt", ["nvme_target", "nvme_host", "rdma_endpoint", "vm", "ipofc_end", "fcp_target"], TGT_DATA)
     tgt["nvme_target"] = {"backend": "kernel"}
     tgt["scratch_devices"] = [
-        {"name": f"nullb{i}", "path": f"/dev/nullb{i}", "create": "null_blk", "size_mb": 512} for i in (0, 1, 2)
+        {"name": f"nullb{i}", "path": f"/dev/nullb{i}", "create": "null_blk", "size_mb": 512} for i in (0, 1, 2, 3)
     ]
-    ini = node("ini", ["nvme_host", "rdma_endpoint", "vm", "ipofc_end"], INI_DATA)
+    ini = node("ini", ["nvme_host", "rdma_endpoint", "vm", "ipofc_end", "fcp_initiator"], INI_DATA)
     data: dict[str, Any] = {
         "name": "emulated-lab",
         "profile": "emulated",
@@ -138,6 +139,19 @@ def lab_topology(
                 "target": {"node": "tgt", "device": "fcoe0"},
                 "initiator": {"node": "ini", "device": "fcoe0"},
                 "carrier": "fcoe",
+            },
+            {
+                "name": "fcp0",
+                "type": "fcp",
+                "emulated": True,
+                "target": {"node": "tgt", "device": "fcoe0"},
+                "initiator": {"node": "ini", "device": "fcoe0"},
+                "carrier": "fcoe",
+                "backstore": "nullb3",
+                # tcm_fc over software FCoE hung with 1 MiB I/O at QD32: the initiator's disk sends at most
+                # 64 KiB per command and keeps 4 in flight (measured numbers: the emulated thresholds).
+                "max_sectors_kb": 64,
+                "queue_depth": 4,
             },
         ],
     }

@@ -30,10 +30,11 @@ from fabqual.topology import Topology
 FC = "tests/acceptance/test_nvme_fio.py::test_fio[tr=fc-rw=randwrite-bs=4k-qd=32]"
 RDMA = "tests/acceptance/test_nvme_fio.py::test_fio[tr=rdma-rw=randwrite-bs=4k-qd=32]"
 TCP = "tests/acceptance/test_nvme_fio.py::test_fio[tr=tcp-rw=randwrite-bs=4k-qd=32]"
+FCP = "tests/acceptance/test_nvme_fio.py::test_fio[tr=fcp-rw=randwrite-bs=4k-qd=32]"
 PVRDMA = "tests/acceptance/test_rdma_perftest.py::test_bandwidth[tr=pvrdma-test=ib_write_bw-size=64k]"
 IPOFC = "tests/acceptance/test_ipofc.py::test_ping[mtu=1500-tr=ipofc]"
 IPERF = "tests/acceptance/test_ipofc.py::test_iperf3_tcp[mtu=1500-tr=ipofc-dir=to_target]"
-ROWS = {"fc_nvme": FC, "nvmet_rdma": RDMA, "nvme_tcp": TCP, "pvrdma": PVRDMA, "ipofc": IPOFC}
+ROWS = {"fc_nvme": FC, "nvmet_rdma": RDMA, "nvme_tcp": TCP, "pvrdma": PVRDMA, "ipofc": IPOFC, "fcp": FCP}
 
 # What fabqual creates on a node (contents only: an empty configfs folder of a loaded module is not state).
 NODE_STATE = (

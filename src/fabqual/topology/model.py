@@ -340,6 +340,21 @@ class IpofcParams:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FcpParams:
+    backstore: str = field(check=check_name, doc="the scratch device of the target node LIO exports as LUN 0")
+    carrier: Literal["fc", "fcoe"] = field(
+        "fc", doc="fc: real QLogic HBAs (tcm_qla2xxx); fcoe: software FCoE between the nodes (tcm_fc)"
+    )
+    max_sectors_kb: int | None = field(
+        None, check=check_positive, doc="largest I/O the initiator's disk sends, in KiB; default: the kernel's"
+    )
+    queue_depth: int | None = field(
+        None, check=check_positive, doc="commands the initiator's disk keeps in flight; default: the kernel's"
+    )
+    fio_runtime_s: int = field(10, check=check_positive)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Link:
     """A link under test between endpoints of the rack."""
 

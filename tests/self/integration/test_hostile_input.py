@@ -53,7 +53,7 @@ RACK: dict[str, Any] = {
             "credentials": {"key_file": "~/.ssh/id_ed25519"},
             "known_hosts": "~/.ssh/known_hosts",
             "console_log": "/var/log/conserver/tgt.log",
-            "roles": ["nvme_target", "nvme_host", "rdma_endpoint", "ipofc_end", "vm"],
+            "roles": ["nvme_target", "nvme_host", "rdma_endpoint", "ipofc_end", "fcp_target", "vm"],
             "nvme_target": {"backend": "kernel"},
             "hbas": [
                 {"name": "fc0", "model": "QLE2742", "emulation": "fcloop", "driver": "qla2xxx"},
@@ -87,14 +87,17 @@ RACK: dict[str, Any] = {
                 },
             ],
             "nics": [{"name": "e0", "model": "E810", "netdev": "eth4", "driver": "ice", "address": "192.168.79.1/24"}],
-            "scratch_devices": [{"name": "nullb0", "path": "/dev/nullb0", "create": "null_blk"}],
+            "scratch_devices": [
+                {"name": "nullb0", "path": "/dev/nullb0", "create": "null_blk"},
+                {"name": "nullb1", "path": "/dev/nullb1", "create": "null_blk"},
+            ],
             "vm": {"vcenter": "vc", "esxi_host": "esx1.lab.example", "vm_name": "VM 20"},
         },
         {
             "name": "ini",
             "address": "ini.lab.example",
             "credentials": {"password_env": "FABQUAL_INI_PASSWORD"},
-            "roles": ["nvme_host", "rdma_endpoint", "ipofc_end", "vm"],
+            "roles": ["nvme_host", "rdma_endpoint", "ipofc_end", "fcp_initiator", "vm"],
             "hbas": [{"name": "fc0", "emulation": "fcoe", "netdev": "eth2"}],
             "rnics": [
                 {
@@ -208,6 +211,14 @@ RACK: dict[str, Any] = {
             "initiator": {"node": "ini", "device": "fc0"},
             "carrier": "fcoe",
             "tunnel_prefix": "10.77.0.0/30",
+        },
+        {
+            "name": "fcp0",
+            "type": "fcp",
+            "target": {"node": "tgt", "device": "fc2"},
+            "initiator": {"node": "ini", "device": "fc0"},
+            "carrier": "fcoe",
+            "backstore": "nullb1",
         },
         {
             "name": "pvrdma0",

@@ -25,6 +25,7 @@ from pathlib import Path
 from fabqual.lab import EmulatedLab
 from fabqual.testing.leaks import (
     FC,
+    FCP,
     IPERF,
     IPOFC,
     PVRDMA,
@@ -50,6 +51,8 @@ BRING_UP_KILLS = [
     ("ipofc", IPOFC, r"start IPoFC target daemon"),
     ("pvrdma", PVRDMA, r"\[ini\] create rxe device "),
     ("nvme_tcp", TCP, r"\[ini\] nvme connect tcp "),
+    # FCoE controllers, LIO backstore/target, null_blk and the initiator's disk all exist here.
+    ("fcp", FCP, r"\[ini\] /dev/sd\w+ \(naa\.\w+\): max_sectors_kb "),
 ]
 MEASUREMENT_KILLS = [("nvmet_rdma", RDMA, r"\[ini\] fio randwrite ")]
 FULL_MEASUREMENT_KILLS = [

@@ -1,4 +1,4 @@
-"""The ``block_device`` capability: what the fio matrix asks for, offered by every NVMe link."""
+"""The ``block_device`` capability: what the fio matrix asks for, offered by every NVMe link and by fcp."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_every_link_with_a_namespace_offers_a_block_device() -> None:
-    """No NVMe link loses its fio rows to the capability's new name."""
+    """No NVMe link loses its fio rows to the capability's new name; fcp offers block_device alone."""
     for name in link_types():
         spec = link_spec(name)
         if "nvme_namespace" in spec.capabilities:
             assert "block_device" in spec.capabilities, name
+    assert link_spec("fcp").capabilities == ("block_device",)
 
 
 def test_an_nvme_session_hands_out_its_namespace_as_the_block_device() -> None:

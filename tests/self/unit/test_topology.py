@@ -162,7 +162,14 @@ def test_every_shipped_topology_loads(path: Path) -> None:
 def test_example_rack_describes_the_seeds_lab() -> None:
     """The example rack has one link of each type, on the hardware of the lab notes."""
     topology = load_topology(REPO / "topologies" / "example-rack.yaml")
-    assert sorted(link.type for link in topology.links) == ["fc_nvme", "ipofc", "nvme_tcp", "nvmet_rdma", "pvrdma"]
+    assert sorted(link.type for link in topology.links) == [
+        "fc_nvme",
+        "fcp",
+        "ipofc",
+        "nvme_tcp",
+        "nvmet_rdma",
+        "pvrdma",
+    ]
     assert topology.node("fc-target").hba("port0").model == "QLE2742"
     assert topology.node("roce-target").rnic("p0").model == "QL41262"
     fc = topology.links_of("fc_nvme")[0]
