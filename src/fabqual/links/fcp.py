@@ -38,7 +38,7 @@ from fabqual.handles import BlockDevice
 from fabqual.line_rate import LineRate, PortRate
 from fabqual.links.base import LinkContext, LinkSession
 from fabqual.links.carriers import carrier_for
-from fabqual.links.carriers.base import fabric_module
+from fabqual.links.carriers.base import carrier_needs
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, hba_needs, module, scratch_needs, tool
 from fabqual.tools import fio
@@ -65,16 +65,11 @@ def requirements(link: Link, role: str, node: Node, device: str | None) -> list[
     reqs = hba_needs(node, device)
     if role == "target":
         reqs += [Requirement("configfs", "/sys/kernel/config"), module("target_core_iblock")]
-        reqs.append(module(fabric_module(carrier)))
-        if carrier == "fc":  # the WWPN picks the port whose own qlini_mode counts, when declared
-            reqs.append(Requirement("target_mode", "qla2xxx", node.hba(device).wwpn if device else DISCOVER))
         if isinstance(link.params, FcpParams):
             reqs += scratch_needs(node, (link.params.backstore,))
     else:
         reqs += [module("sd_mod"), tool("fio")]
-    if carrier == "fcoe":
-        reqs.append(module("fcoe"))
-    return reqs
+    return reqs + carrier_needs(carrier, node, device, role)  # fabric module, fcoe, qla2xxx target mode
 
 
 def check(topology: Topology, link: Link) -> None:
