@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from fabqual.history.assess import assess_run
-from fabqual.report.results import load_results
+from fabqual.results.run import load_results
 from fabqual.results_db import ResultsDB
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet-lab-proof.json"

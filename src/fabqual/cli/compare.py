@@ -7,8 +7,8 @@ import os
 from typing import Any
 
 from fabqual.cli.args import Subcommands
-from fabqual.report.compare import DEFAULT_DEVIATION, compare_runs, format_table, load_deviations
-from fabqual.report.results import load_results
+from fabqual.results.compare import DEFAULT_DEVIATION, compare_runs, format_table, load_deviations
+from fabqual.results.run import load_results
 
 
 def _fraction(text: str) -> float:
@@ -50,8 +50,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _against_history(args: argparse.Namespace, current: Any, deviations: dict[str, float]) -> list[str]:
     """RUN_B against the baseline learned from its rack's history in the database; the flagged keys."""
     from fabqual.history.assess import assess_run
-    from fabqual.history.known_issues import NO_KNOWN_ISSUES, load_known_issues
     from fabqual.history.table import format_history
+    from fabqual.results.known_issues import NO_KNOWN_ISSUES, load_known_issues
     from fabqual.results_db.store import ResultsDB
 
     known = load_known_issues(args.known_issues) if args.known_issues else NO_KNOWN_ISSUES

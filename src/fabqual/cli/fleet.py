@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fabqual.cli.args import Subcommands
 from fabqual.cli.results import add_db_option, default_db
-from fabqual.history.known_issues import ENV as KNOWN_ISSUES_ENV
+from fabqual.results.known_issues import ENV as KNOWN_ISSUES_ENV
 
 
 def _count(text: str) -> int:
@@ -35,7 +35,7 @@ def _fleet(args: argparse.Namespace) -> int:
 
     from fabqual.fleet.page import write_fleet_page
     from fabqual.history.baseline import Policy
-    from fabqual.history.known_issues import NO_KNOWN_ISSUES, load_known_issues
+    from fabqual.results.known_issues import NO_KNOWN_ISSUES, load_known_issues
     from fabqual.results_db.known import latest_known_issues, store_known_issues
     from fabqual.results_db.store import ResultsDB
     from fabqual.results_db.url import describe

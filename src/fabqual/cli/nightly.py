@@ -24,7 +24,7 @@ def _nightly(args: argparse.Namespace) -> int:
         database_url(args.results_db)  # a wrong URL stops here, in one line, before the rack is taken
         os.environ["FABQUAL_RESULTS_DB"] = args.results_db
     if args.known_issues:
-        from fabqual.history.known_issues import load_known_issues
+        from fabqual.results.known_issues import load_known_issues
 
         load_known_issues(args.known_issues)
         os.environ["FABQUAL_KNOWN_ISSUES"] = args.known_issues

@@ -25,7 +25,7 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from fabqual.report.results import load_results
+    from fabqual.results.run import load_results
     from fabqual.results_db.store import ResultsDB
     from fabqual.results_db.url import describe
 

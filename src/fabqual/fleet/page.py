@@ -19,9 +19,9 @@ from fabqual.errors import FabqualError
 from fabqual.fleet.trend import Point, trend_chart
 from fabqual.history.baseline import DEFAULT_POLICY, Policy, learn, regressed
 from fabqual.history.flaky import is_flaky
-from fabqual.history.known_issues import NO_KNOWN_ISSUES, KnownIssues, today
 from fabqual.history.section import marks_html
-from fabqual.report.results import _atomic_write
+from fabqual.results.known_issues import NO_KNOWN_ISSUES, KnownIssues, today
+from fabqual.results.run import _atomic_write
 from fabqual.results_db.history import (
     RunSummary,
     failing_rows_of_runs,

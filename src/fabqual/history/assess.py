@@ -14,9 +14,9 @@ from datetime import date
 
 from fabqual.history.baseline import DEFAULT_POLICY, Baseline, Policy, deviation, learn, regressed
 from fabqual.history.flaky import is_flaky
-from fabqual.history.known_issues import NO_KNOWN_ISSUES, KnownIssue, KnownIssues, effective_outcomes, today
-from fabqual.report.compare import allowed_deviation
-from fabqual.report.results import Results, link_type_verdicts, metric_key, overall_verdict
+from fabqual.results.compare import allowed_deviation
+from fabqual.results.known_issues import NO_KNOWN_ISSUES, KnownIssue, KnownIssues, effective_outcomes, today
+from fabqual.results.run import Results, link_type_verdicts, metric_key, overall_verdict
 from fabqual.results_db.history import metric_history, outcome_history
 from fabqual.results_db.inventory import versions_hash
 from fabqual.results_db.store import ResultsDB, parse_time

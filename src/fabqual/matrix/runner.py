@@ -28,7 +28,7 @@ from fabqual.lab.image import cache_root
 from fabqual.lab.lab import PAIR_ENV, EmulatedLab
 from fabqual.lab.releases import Pair
 from fabqual.matrix import smoke, table
-from fabqual.report.results import load_results
+from fabqual.results.run import load_results
 from fabqual.topology import load_topology
 
 Progress = Callable[[str], None]

@@ -11,7 +11,7 @@ import html
 from typing import Any
 
 from fabqual.lab.releases import RELEASES
-from fabqual.report.results import link_type_verdicts
+from fabqual.results.run import link_type_verdicts
 
 SCHEMA = "fabqual-matrix/1"
 TOOLS = ("nvme-cli", "fio", "perftest", "iperf3")

@@ -26,7 +26,7 @@ from fabqual.lab import vm
 from fabqual.links.base import MissingLink
 from fabqual.plugin.keys import RUN
 from fabqual.plugin.run import QualificationRun
-from fabqual.report.results import LOST_NODE_PROPERTY
+from fabqual.results.run import LOST_NODE_PROPERTY
 
 STRICT_PREFIX = "strict run: not applicable here: "
 CONSOLE_LINES = 25

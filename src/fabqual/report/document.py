@@ -11,9 +11,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from fabqual.report.compare import MetricDelta
 from fabqual.report.plots import charts_for, size_value
-from fabqual.report.results import OUTCOMES, Results
+from fabqual.results.compare import MetricDelta
+from fabqual.results.run import OUTCOMES, Results
 
 STYLE = """
 <style>

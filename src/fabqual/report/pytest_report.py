@@ -42,10 +42,10 @@ from fabqual.executors.base import Executor
 from fabqual.linkspec import link_types
 from fabqual.measure import USER_PROPERTY
 from fabqual.redaction import contains_secret, install_log_redaction, of_topology, redact
-from fabqual.report.compare import MetricDelta, compare_runs, load_deviations
 from fabqual.report.document import render_sections
 from fabqual.report.inventory import collect_inventory
-from fabqual.report.results import (
+from fabqual.results.compare import MetricDelta, compare_runs, load_deviations
+from fabqual.results.run import (
     CASE_PROPERTY,
     LOST_NODE_PROPERTY,
     Results,
@@ -426,8 +426,8 @@ def _history(path: Path, results: Results) -> tuple[list[MetricDelta] | None, st
 def _database(config: pytest.Config, results: Results, path: Path) -> str:
     """Store the run in the results database and render its judgment against history."""
     from fabqual.errors import FabqualError
+    from fabqual.history.record import record_run
     from fabqual.history.section import render_history_section
-    from fabqual.results_db.record import record_run
 
     try:
         assessment, database = record_run(

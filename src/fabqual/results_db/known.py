@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select
 
-from fabqual.history.known_issues import KnownIssue, KnownIssues, Waiver
+from fabqual.results.known_issues import KnownIssue, KnownIssues, Waiver
 from fabqual.results_db.schema import known_issues
 from fabqual.results_db.store import ResultsDB
 

@@ -87,7 +87,7 @@ metrics = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("key", Text, nullable=False, index=True),  # report.results.metric_key: link/metric[context]
+    Column("key", Text, nullable=False, index=True),  # results.run.metric_key: link/metric[context]
     Column("test", Text, nullable=False, default=""),
     Column("link", String(200), nullable=False),
     Column("link_type", String(50), nullable=False),

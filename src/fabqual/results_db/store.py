@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from fabqual.errors import FabqualError
-from fabqual.report.results import Results, link_type_verdicts, metric_key
+from fabqual.results.run import Results, link_type_verdicts, metric_key
 from fabqual.results_db import schema
 from fabqual.results_db.inventory import inventory_rows, versions_hash
 from fabqual.results_db.url import database_url, describe

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fabqual.errors import FabqualError
-from fabqual.report.results import load_results, run_stamp
+from fabqual.results.run import load_results, run_stamp
 from fabqual.run.lock import RackLockedError, rack_lock
 
 EXIT_PASS, EXIT_FAIL, EXIT_LAB, EXIT_LOCKED = 0, 1, 2, 3
@@ -90,7 +90,7 @@ def exit_code(pytest_status: int, results_file: Path) -> tuple[int, str]:
 
 def _waived(results: dict[str, Any]) -> list[str]:
     """Outcomes of the failed/errored tests an active waiver in ``$FABQUAL_KNOWN_ISSUES`` covers."""
-    from fabqual.history.known_issues import ENV, effective_outcomes, load_known_issues, today
+    from fabqual.results.known_issues import ENV, effective_outcomes, load_known_issues, today
 
     path = os.environ.get(ENV)
     if not path:

@@ -14,7 +14,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from fabqual.report.results import link_type_verdicts, overall_verdict
+from fabqual.results.run import link_type_verdicts, overall_verdict
 
 
 def night(

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fabqual.measure import Measurement
-from fabqual.report.compare import compare_runs
-from fabqual.report.results import SCHEMA, write_results
+from fabqual.results.compare import compare_runs
+from fabqual.results.run import SCHEMA, write_results
 
 # A run as the report plugin writes it: Measurements through to_json(), as check_metric records them.
 BASE = [

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from fabqual.fleet.page import build_fleet, render_fleet
-from fabqual.history.known_issues import SCHEMA
+from fabqual.results.known_issues import SCHEMA
 from fabqual.results_db import ResultsDB
 from fabqual.testing.nights import night
 from fabqual.testing.postgres import postgres_bin, throwaway_cluster

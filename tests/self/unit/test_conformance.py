@@ -12,7 +12,7 @@ from fabqual.conformance.fabric import parse_address
 from fabqual.drivers.nvme_discovery import parse_discovery_log
 from fabqual.errors import ParseError, ThresholdError, TopologyError
 from fabqual.report.document import conformance_section
-from fabqual.report.results import conformance_rows, link_type_verdicts
+from fabqual.results.run import conformance_rows, link_type_verdicts
 from fabqual.thresholds import default_directory, load_thresholds
 from tests.self.local_topology import LOCAL_RACK
 

@@ -21,8 +21,8 @@ from fabqual.errors import FabqualError
 from fabqual.history.assess import assess_run
 from fabqual.history.baseline import Policy, learn, regressed
 from fabqual.history.flaky import is_flaky
-from fabqual.history.known_issues import SCHEMA, load_known_issues, parse_known_issues
-from fabqual.report.results import link_type_verdicts
+from fabqual.results.known_issues import SCHEMA, load_known_issues, parse_known_issues
+from fabqual.results.run import link_type_verdicts
 from fabqual.results_db import ResultsDB
 from fabqual.testing.nights import night
 

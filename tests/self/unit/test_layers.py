@@ -106,7 +106,21 @@ RULES = (
             lower,
             ("fabqual.run", "fabqual.fleet"),
         )
-        for lower in ("fabqual.report", "fabqual.history", "fabqual.results_db")
+        for lower in ("fabqual.report", "fabqual.history", "fabqual.results_db", "fabqual.results")
+    ),
+    # The results stack, bottom first: records, their database, history's judgment, the report.
+    Rule(
+        "results (the run's records) imports none of results_db, history, report (they are built on it)",
+        "fabqual.results",
+        ("fabqual.results_db", "fabqual.history", "fabqual.report"),
+    ),
+    Rule(
+        "results_db never imports history or report (history reads the database; the report renders both)",
+        "fabqual.results_db",
+        ("fabqual.history", "fabqual.report"),
+    ),
+    Rule(
+        "history never imports report (the report renders history's judgment)", "fabqual.history", ("fabqual.report",)
     ),
     Rule("nothing imports the command line (it sits on top)", "*", ("fabqual.cli",), exempt=("fabqual.cli",)),
     Rule("only the SSH executor imports paramiko", "*", ("paramiko",), exempt=("fabqual.executors.ssh",)),
@@ -193,6 +207,9 @@ def test_temporary_exceptions_are_still_needed() -> None:
         ("topology/example.py", "from fabqual.executors.base import Executor", "topology imports nothing above it"),
         ("lab/example.py", "from fabqual.links import base", "lab never imports links"),
         ("history/example.py", "import fabqual.run.nightly", "history never imports run or fleet"),
+        ("results_db/example.py", "from fabqual.history.assess import Assessment", "results_db never imports history"),
+        ("history/example.py", "from fabqual.report import document", "history never imports report"),
+        ("results/example.py", "from fabqual.results_db.store import ResultsDB", "results (the run's records)"),
         ("targetspec.py", "from fabqual.drivers.journal import Journal", "targetspec imports no module it registers"),
     ],
 )

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from fabqual.errors import FabqualError
-from fabqual.report.results import Results, metric_key
+from fabqual.results.run import Results, metric_key
 
 DEFAULT_DEVIATION = 0.10
 

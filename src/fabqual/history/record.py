@@ -14,9 +14,9 @@ from pathlib import Path
 
 from fabqual.errors import FabqualError
 from fabqual.history.assess import Assessment, assess_run
-from fabqual.history.known_issues import ENV as KNOWN_ISSUES_ENV
-from fabqual.history.known_issues import NO_KNOWN_ISSUES, load_known_issues
-from fabqual.report.results import Results
+from fabqual.results.known_issues import ENV as KNOWN_ISSUES_ENV
+from fabqual.results.known_issues import NO_KNOWN_ISSUES, load_known_issues
+from fabqual.results.run import Results
 from fabqual.results_db.known import store_known_issues
 from fabqual.results_db.store import ResultsDB
 from fabqual.results_db.url import ENV, describe
