@@ -2,8 +2,10 @@
 
 Finds on every node of the topology the run directories that killed runs left
 (:mod:`fabqual.drivers.sweep`), replays their undo journals and removes them;
-runs still alive are left alone. It holds the rack's lock while it works, so it
-never sweeps under a nightly run.
+runs still alive are left alone. Then every vCenter of the topology: what killed
+pvrdma runs marked there is restored (:mod:`fabqual.vsphere.left`; the emulated
+lab's simulator lives only during its run, so there is nothing to sweep). It holds
+the rack's lock while it works, so it never sweeps under a nightly run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 
 from fabqual.cli.args import Subcommands, seconds, topology_path
 from fabqual.errors import FabqualError
+from fabqual.topology.model import VCenter
 
 
 def _clean(args: argparse.Namespace) -> int:
@@ -33,11 +36,33 @@ def _clean(args: argparse.Namespace) -> int:
                 print(f"{node.name}: cannot sweep: {str(error).splitlines()[0]}")
             finally:
                 executor.close()
+        for vc in topology.vcenters:
+            try:
+                lines = sweep_vcenter(vc, dry_run=args.dry_run, force=args.force)
+            except FabqualError as error:
+                failed = True
+                lines = [f"cannot sweep: {str(error).splitlines()[0]}"]
+            for line in lines:
+                print(f"vCenter {vc.name}: {line}")
     return 1 if failed else 0
 
 
+def sweep_vcenter(vc: VCenter, *, dry_run: bool = False, force: bool = False) -> list[str]:
+    """Restore what killed runs marked in ``vc``'s datacenter; one line per object (or why none)."""
+    if vc.simulator:
+        return ["a simulator lives only during its run: nothing to sweep"]
+    from fabqual.links.pvrdma import vcenter_driver
+
+    driver = vcenter_driver(vc)
+    driver.connect()
+    try:
+        return driver.sweep(dry_run=dry_run, force=force) or ["nothing left by earlier runs"]
+    finally:
+        driver.close()
+
+
 def register(sub: Subcommands) -> None:
-    parser = sub.add_parser("clean", help="undo what killed runs left on the nodes of a topology")
+    parser = sub.add_parser("clean", help="undo what killed runs left on the nodes and vCenters of a topology")
     parser.add_argument("--topology", help="topology file (default: the running emulated lab)")
     parser.add_argument("--dry-run", action="store_true", help="say what would be removed, change nothing")
     parser.add_argument(

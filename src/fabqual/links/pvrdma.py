@@ -88,6 +88,34 @@ def _esxi_host(topology: Topology, name: str, link: Link) -> EsxiHost:
     raise LabError(f"link {link.name}: no ESXi host {name!r} under esxi_hosts")
 
 
+def vcenter_driver(
+    vc: VCenter,
+    password: str | None = None,
+    address: str | None = None,
+    port: int | None = None,
+    ca_file: str | None = None,
+) -> VCenterDriver:
+    """A driver (not yet connected) for ``vc``; a real vCenter's password comes from its variable."""
+    if password is None:
+        password = os.environ.get(vc.password_env, "")
+        if not password:
+            raise LabError(
+                f"vCenter {vc.name}: environment variable {vc.password_env} is not set; export the password of"
+                f" {vc.user} in it before the run"
+            )
+    return VCenterDriver(
+        address or vc.address,
+        port or vc.port,
+        vc.user,
+        password,
+        verify_tls=vc.tls_verify,
+        ca_file=ca_file or vc.ca_file,
+        thumbprint=vc.thumbprint,
+        datacenter=vc.datacenter,
+        tolerate_unimplemented=vc.simulator,
+    )
+
+
 @dataclass
 class VSphereSide:
     """The vCenter (or the simulator started for it) and the PVRDMA configuration made there."""
@@ -101,33 +129,17 @@ class VSphereSide:
     def start(self) -> VCenterDriver:
         """Start vcsim if the vCenter is the simulator, then log in (TLS verified unless opted out)."""
         vc = self.plan.vcenter
-        password = os.environ.get(vc.password_env, "")
-        verify, ca_file, thumbprint = vc.tls_verify, vc.ca_file, vc.thumbprint
-        address, port = vc.address, vc.port
         if vc.simulator:
             # A password nobody else knows when the variable is unset: the simulator is ours alone.
-            password = password or secrets.token_urlsafe(16)
+            password = os.environ.get(vc.password_env, "") or secrets.token_urlsafe(16)
             redaction.register(password)
             self.vcsim = self._stack.enter_context(running_vcsim(vc.port, vc.user, password))
-            address, port = self.vcsim.address, self.vcsim.port
             # Trust exactly the simulator's own certificate (it makes a new one at every start).
-            ca_file = ca_file or str(self.vcsim.cert_path)
-        elif not password:
-            raise LabError(
-                f"vCenter {vc.name}: environment variable {vc.password_env} is not set; export the password of"
-                f" {vc.user} in it before the run"
+            self.driver = vcenter_driver(
+                vc, password, self.vcsim.address, self.vcsim.port, vc.ca_file or str(self.vcsim.cert_path)
             )
-        self.driver = VCenterDriver(
-            address,
-            port,
-            vc.user,
-            password,
-            verify_tls=verify,
-            ca_file=ca_file,
-            thumbprint=thumbprint,
-            datacenter=vc.datacenter,
-            tolerate_unimplemented=vc.simulator,
-        )
+        else:
+            self.driver = vcenter_driver(vc)
         self.driver.connect()
         self._stack.callback(self.driver.close)
         return self.driver

@@ -165,12 +165,15 @@ class SweepResult:
         )
 
 
-def _dead(owner: RunOwner, me: RunOwner, target: str, in_plan: bool, result: SweepResult, name: str) -> bool:
-    """Whether ``owner``'s marks are to be swept; a live run's on an object this run needs is refused."""
+def _dead(
+    owner: RunOwner, me: RunOwner, target: str, in_plan: bool, result: SweepResult, name: str, force: bool
+) -> bool:
+    """Whether ``owner``'s marks are to be swept (``force``: also another controller's, which cannot be
+    probed); a live run's on an object this run needs is refused."""
     if owner.run_id == me.run_id:
         return False
     alive = owner.alive()
-    if alive is False:
+    if alive is False or (alive is None and force):
         return True
     why = "which is still running" if alive else "from another controller host (cannot tell whether it runs)"
     if in_plan:
@@ -179,10 +182,20 @@ def _dead(owner: RunOwner, me: RunOwner, target: str, in_plan: bool, result: Swe
     return False
 
 
-def sweep(session: VCenterSession, marks: Marks, datacenter: Any, me: RunOwner, in_plan: set[str]) -> SweepResult:
+def sweep(
+    session: VCenterSession,
+    marks: Marks,
+    datacenter: Any,
+    me: RunOwner,
+    in_plan: set[str],
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+) -> SweepResult:
     """Restore every object in ``datacenter`` marked by a dead run: VMs, hosts, switch settings, then the
     port groups and switches such runs created. ``in_plan`` (managed object ids and switch names) are
-    the objects this run needs: a live run's mark on one of them is refused."""
+    the objects this run needs: a live run's mark on one of them is refused. ``dry_run``: only say what
+    would be done."""
     result = SweepResult()
     name = session.name
     for kind, label, root in (
@@ -195,7 +208,10 @@ def sweep(session: VCenterSession, marks: Marks, datacenter: Any, me: RunOwner, 
         for entity in session.view(root, kind):
             target = f"{label} {session.call(name, 'read name', lambda e=entity: e.name)}"  # type: ignore[misc]
             mark = marks.read(entity, target)
-            if mark is None or not _dead(mark.owner, me, target, moid(entity) in in_plan, result, name):
+            if mark is None or not _dead(mark.owner, me, target, moid(entity) in in_plan, result, name, force):
+                continue
+            if dry_run:
+                result.restored.append(f"{target}: would undo {len(mark.steps)} step(s) of {mark.owner.run_id}")
                 continue
             gone, failed = 0, list[Step]()
             for step in reversed(mark.steps):
@@ -214,16 +230,18 @@ def sweep(session: VCenterSession, marks: Marks, datacenter: Any, me: RunOwner, 
     for dvs in session.view(datacenter.networkFolder, vim.DistributedVirtualSwitch):
         switch = f"switch {session.call(name, 'read name', lambda d=dvs: d.name)}"  # type: ignore[misc]
         owner = description_owner(session.call(switch, "read description", lambda d=dvs: d.config.description))  # type: ignore[misc]
-        if owner is not None and _dead(owner, me, switch, switch in in_plan, result, name):
-            destroy_switch(session, dvs, switch)
-            result.destroyed.append(f"{switch} of {owner.run_id}")
+        if owner is not None and _dead(owner, me, switch, switch in in_plan, result, name, force):
+            if not dry_run:
+                destroy_switch(session, dvs, switch)
+            result.destroyed.append(f"{switch} of {owner.run_id}" + (" (dry run)" if dry_run else ""))
             continue
         for pg in session.call(switch, "read port groups", lambda d=dvs: list(d.portgroup)):  # type: ignore[misc]
             target = f"port group {pg.name} on {switch[len('switch ') :]}"
             owner = description_owner(session.call(target, "read description", lambda p=pg: p.config.description))  # type: ignore[misc]
-            if owner is not None and _dead(owner, me, target, target in in_plan, result, name):
-                session.wait(target, "Destroy_Task", pg.Destroy_Task)
-                result.destroyed.append(f"{target} of {owner.run_id}")
+            if owner is not None and _dead(owner, me, target, target in in_plan, result, name, force):
+                if not dry_run:
+                    session.wait(target, "Destroy_Task", pg.Destroy_Task)
+                result.destroyed.append(f"{target} of {owner.run_id}" + (" (dry run)" if dry_run else ""))
     return result
 
 

@@ -201,9 +201,12 @@ class VCenterDriver:
         self._clearing.pop(moid(entity), None)
         self.marks.write(entity, target, None)
 
-    def sweep(self, in_plan: set[str] | None = None) -> list[str]:
-        """Restore what killed runs left in the datacenter (their marks name a dead owner); one line each."""
-        result = left.sweep(self.session, self.marks, self._datacenter(), self.owner, in_plan or set())
+    def sweep(self, in_plan: set[str] | None = None, *, dry_run: bool = False, force: bool = False) -> list[str]:
+        """Restore what killed runs left in the datacenter (their marks name a dead owner); one line each.
+        ``force`` also sweeps runs of another controller host; ``dry_run`` only says what it would do."""
+        result = left.sweep(
+            self.session, self.marks, self._datacenter(), self.owner, in_plan or set(), dry_run=dry_run, force=force
+        )
         for line in result.lines():
             log_step(self.name, f"sweep: {line}")
         return result.lines()

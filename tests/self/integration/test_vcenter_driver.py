@@ -473,3 +473,36 @@ def test_a_bring_up_killed_after_any_step_is_restored_by_a_sweep() -> None:
             sweeper.close()
             assert snapshot(fresh) == before, f"killed after {changes[-1]!r}; the sweep: {swept}"
         assert step > 20, f"only {step - 1} changes: {changes}"
+
+
+def test_fabqual_clean_sweeps_a_vcenter_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fabqual clean` restores what a killed run marked in a (real, here vcsim-played) vCenter: a dry run
+    names it and changes nothing, the real one restores the inventory."""
+    from fabqual.cli.clean import sweep_vcenter
+    from fabqual.topology.model import VCenter
+
+    with vcsim.running_vcsim() as fresh:
+        before = snapshot(fresh)
+        killed = driver_for(fresh, owner=dead_owner())
+        killed.connect()
+        killed.configure_pvrdma(SWITCH, PORTGROUP, MTU, HOSTS, VMS)
+        killed.close()
+        left = snapshot(fresh)
+        monkeypatch.setenv("FABQUAL_TEST_VC_PW", fresh.password)
+        vc = VCenter(
+            name="vc1",
+            address=fresh.address,
+            port=fresh.port,
+            user=fresh.user,
+            password_env="FABQUAL_TEST_VC_PW",
+            ca_file=str(fresh.cert_path),
+            datacenter="DC0",
+        )
+        dry = sweep_vcenter(vc, dry_run=True)
+        assert any(line.startswith(f"restored VM {VMS[0]}: would undo 1 step(s)") for line in dry), dry
+        assert f"destroyed switch {SWITCH} of {killed.owner.run_id} (dry run)" in dry, dry
+        assert snapshot(fresh) == left
+        swept = sweep_vcenter(vc)
+        assert f"destroyed switch {SWITCH} of {killed.owner.run_id}" in swept, swept
+        assert snapshot(fresh) == before
+        assert sweep_vcenter(vc) == ["nothing left by earlier runs"]
