@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fabqual.errors import FabqualError
+from fabqual.executors.child import end_child
 from fabqual.lab.image import cache_root
 from fabqual.lab.lab import PAIR_ENV, EmulatedLab
 from fabqual.lab.releases import Pair
@@ -147,12 +148,7 @@ def _pytest(topology: Path, ids: list[str], directory: Path, timeout: float) -> 
             return child.wait(timeout=timeout)
         except BaseException:
             # Killed, interrupted or out of time: let the child's teardown undo what it set up first.
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            end_child(child, grace_s=120, signum=signal.SIGINT)
             raise
 
 

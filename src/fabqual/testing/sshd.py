@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from fabqual.executors.child import end_child
+
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "ssh-keygen"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -190,12 +192,7 @@ class SshServer:
     def stop(self) -> None:
         if self._proc is not None:
             self.drop_connections()
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            end_child(self._proc, grace_s=5)
             self._proc = None
         if self.dir != Path() and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)

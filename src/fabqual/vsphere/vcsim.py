@@ -34,6 +34,7 @@ from pathlib import Path
 from fabqual.drivers.rundir import process_start
 from fabqual.errors import LabError
 from fabqual.executors.base import log_step
+from fabqual.executors.child import end_child
 
 log = logging.getLogger("fabqual.vsphere")
 
@@ -278,12 +279,7 @@ def running_vcsim(
         finally:
             if proc.poll() is None:
                 log_step("localhost", f"stopping vcsim (pid {proc.pid})")
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                end_child(proc, grace_s=10)
             if proc.stdin:
                 proc.stdin.close()
             if proc.stdout:

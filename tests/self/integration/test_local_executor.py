@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from fabqual.errors import CommandError, CommandTimeoutError
 from fabqual.executors import Executor, LocalExecutor
+from fabqual.executors.child import end_child
 from tests.self.integration.test_ssh_executor import processes_with
 
 
@@ -85,3 +88,22 @@ def test_put_and_get_copy_files(tmp_path: Path) -> None:
     executor.put(src, str(tmp_path / "b.bin"))
     executor.get(str(tmp_path / "b.bin"), tmp_path / "c.bin")
     assert (tmp_path / "c.bin").read_bytes() == bytes(range(256))
+
+
+def test_end_child_asks_first_and_reaps() -> None:
+    """A child that honours SIGTERM ends on it, reaped, with the signal as its status."""
+    child = subprocess.Popen(["sleep", "600"])
+    assert end_child(child, grace_s=10) == -signal.SIGTERM
+    assert child.returncode == -signal.SIGTERM
+
+
+def test_end_child_kills_what_ignores_the_signal() -> None:
+    """A child that ignores SIGTERM is SIGKILLed after the grace period, and reaped."""
+    child = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"], stdout=subprocess.PIPE
+    )
+    assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+    start = time.monotonic()
+    assert end_child(child, grace_s=0.5) == -signal.SIGKILL
+    assert 0.4 < time.monotonic() - start < 10
+    child.stdout.close()
