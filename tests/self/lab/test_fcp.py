@@ -39,7 +39,10 @@ def snapshot(tgt: Executor, ini: Executor) -> dict[str, object]:
         "lio": lio_state(tgt),
         "fcoe": (fcoe_state(tgt), fcoe_state(ini)),
         "disks": scsi_disks(ini),
-        "nullb": tgt.run("ls /sys/block | grep nullb; ls /sys/kernel/config/nullb; true", timeout=30).stdout.split(),
+        # configfs items only: loading null_blk adds its "features" attribute file, which is not state
+        "nullb": tgt.run(
+            "ls /sys/block | grep nullb; ls -d /sys/kernel/config/nullb/*/ 2>/dev/null; true", timeout=30
+        ).stdout.split(),
         "tcm_fc on ini": "tcm_fc" in ini.run("lsmod", timeout=30).stdout,
     }
 
