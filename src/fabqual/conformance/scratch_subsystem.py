@@ -57,6 +57,7 @@ def own_subsystem(fabric: NvmeFabric, purpose: str, ports: list[str], ana_group:
                 fabric.target, f"ANA group {ana_group} of port {port}", f"rmdir {shlex.quote(group)}"
             ):
                 sh(fabric.target, f"mkdir {shlex.quote(group)}")
+            write(fabric.target, f"{group}/ana_state", "optimized")  # a new group starts inaccessible
     nvmet.create_subsystem(nqn, allow_any_host=True)
     nvmet.add_namespace(nqn, 1, device)
     if ana_group is not None:

@@ -82,10 +82,10 @@ def path_stats(executor: Executor, devices: list[str]) -> dict[str, BlockStat]:
 def subsystem_of(executor: Executor, controller: str) -> str:
     """The ``nvme-subsysN`` a controller belongs to."""
     name = plain_name(executor.node, "nvme controller", controller)
-    out = executor.run(f"ls -d /sys/class/nvme/{name}/nvme-subsys* 2>/dev/null; true", timeout=30).stdout.split()
+    out = executor.run(f"ls -d /sys/class/nvme-subsystem/*/{name} 2>/dev/null; true", timeout=30).stdout.split()
     if not out:
-        raise DriverError(f"{executor.node}: controller {name} shows no nvme-subsys* entry")
-    return out[0].rsplit("/", 1)[1]
+        raise DriverError(f"{executor.node}: no /sys/class/nvme-subsystem/*/{name}: controller {name} has no subsystem")
+    return out[0].split("/")[-2]
 
 
 def accepted_io_policies(executor: Executor, subsystem: str) -> tuple[list[str], dict[str, str]]:
