@@ -81,7 +81,11 @@ def test_wrong_subsystem_nqn_is_refused(link: Link, nvme_fabric: NvmeFabric, con
     absent = nvme_fabric.nqn("absent")
     nvme_fabric.nvmet.remove_stale(absent)
     _refused(
-        nvme_fabric, conformance, "wrong_subsystem_nqn", nvme_fabric.spec(absent), HostIdentity(nvme_fabric.hostnqn)
+        nvme_fabric,
+        conformance,
+        "wrong_subsystem_nqn",
+        nvme_fabric.spec(absent),
+        HostIdentity(nvme_fabric.hostnqn, own=True),
     )
 
 
@@ -96,7 +100,7 @@ def test_wrong_port_is_refused(link: Link, nvme_fabric: NvmeFabric, conformance:
         wrong = nvme_fabric.spec(nqn, traddr=_other_fc_name(spec.traddr, node=False))
     else:
         wrong = nvme_fabric.spec(nqn, trsvcid=UNUSED_TRSVCID)
-    _refused(nvme_fabric, conformance, "wrong_port", wrong, HostIdentity(nvme_fabric.hostnqn))
+    _refused(nvme_fabric, conformance, "wrong_port", wrong, HostIdentity(nvme_fabric.hostnqn, own=True))
 
 
 @pytest.mark.conformance(case="access.wrong_traddr", category="Access")
@@ -110,7 +114,7 @@ def test_wrong_traddr_is_refused(link: Link, nvme_fabric: NvmeFabric, conformanc
         wrong = nvme_fabric.spec(nqn, traddr=_other_fc_name(spec.traddr, node=True))
     else:
         wrong = nvme_fabric.spec(nqn, traddr=_silent_address(nvme_fabric))
-    _refused(nvme_fabric, conformance, "wrong_traddr", wrong, HostIdentity(nvme_fabric.hostnqn))
+    _refused(nvme_fabric, conformance, "wrong_traddr", wrong, HostIdentity(nvme_fabric.hostnqn, own=True))
 
 
 def _other_fc_name(traddr: str, *, node: bool) -> str:

@@ -30,20 +30,27 @@ ATTEMPT_TIMEOUT_S = 180.0
 
 @dataclass(frozen=True)
 class HostIdentity:
-    """A host NQN of fabqual's and its host ID (a fixed UUID per NQN: the kernel refuses one ID under two NQNs)."""
+    """A host NQN a case connects as, and its host ID.
+
+    A host NQN of fabqual's gets a fixed UUID of its own (uuid5 of the NQN): the
+    kernel refuses one host ID under two NQNs. The node's own NQN (``own=True``)
+    keeps the node's host ID (nvme-cli reads /etc/nvme/hostid): 6.12 refuses a
+    known host NQN with another ID ("found same hostnqn ... but different hostid").
+    """
 
     hostnqn: str
-    hostid: str = ""
+    own: bool = False
+    hostid: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         problem = check_nqn(self.hostnqn)
         if problem:
             raise LabError(f"host NQN {self.hostnqn!r}: {problem}")
-        if not self.hostid:
+        if not self.own:
             object.__setattr__(self, "hostid", str(uuid.uuid5(uuid.NAMESPACE_URL, self.hostnqn)))
 
     def args(self) -> list[str]:
-        return ["-q", self.hostnqn, "-I", self.hostid]
+        return ["-q", self.hostnqn, *(["-I", self.hostid] if self.hostid else [])]
 
 
 @dataclass(frozen=True)

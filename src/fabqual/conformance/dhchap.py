@@ -19,7 +19,7 @@ import secrets
 import shlex
 import zlib
 
-from fabqual.drivers.journal import Journal, exists, sh, write
+from fabqual.drivers.journal import exists, sh, write
 from fabqual.drivers.nvmet import ROOT
 from fabqual.errors import ParseError
 from fabqual.executors.base import Executor, log_step
@@ -66,18 +66,18 @@ def target_auth_missing(target: Executor, hostnqn: str) -> str:
     return f"{target.node}: nvmet host entries have no dhchap_key (kernel without NVME_TARGET_AUTH)"
 
 
-def set_host_keys(target: Executor, journal: Journal, hostnqn: str, host_key: str, ctrl_key: str = "") -> None:
-    """Give the host entry its secret (and the controller's, for bidirectional); cleared when the case ends."""
+def set_host_keys(target: Executor, hostnqn: str, host_key: str, ctrl_key: str = "") -> None:
+    """Give the host entry its secret (and the controller's, for bidirectional).
+
+    Only for a host entry the case made (with its subsystem, journaled): the keys go when the entry is
+    removed. Nothing clears a key in place: 6.12 refuses any value that is not a DHHC-1 secret.
+    """
     where = host_dir(hostnqn)
     log_step(target.node, f"DH-HMAC-CHAP keys for {hostnqn}{' (bidirectional)' if ctrl_key else ''}")
     write(target, f"{where}/dhchap_hash", "hmac(sha256)")
     write(target, f"{where}/dhchap_key", host_key)
-    journal.record_command(target, f"DH-HMAC-CHAP key of {hostnqn}", f"echo > {shlex.quote(where)}/dhchap_key")
     if ctrl_key:
         write(target, f"{where}/dhchap_ctrl_key", ctrl_key)
-        journal.record_command(
-            target, f"DH-HMAC-CHAP controller key of {hostnqn}", f"echo > {shlex.quote(where)}/dhchap_ctrl_key"
-        )
 
 
 def host_auth_missing(host: Executor, controller: str) -> str:

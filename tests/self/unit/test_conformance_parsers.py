@@ -115,5 +115,7 @@ def test_case_host_identity_and_connect_command() -> None:
     command = connect_command(spec, one, "--dhchap-secret=k")
     assert command[:8] == ["nvme", "connect", "-t", "rdma", "-a", "192.168.77.1", "-s", "4420"]
     assert command[-3:] == ["--ctrl-loss-tmo", "0", "--dhchap-secret=k"] and one.hostid in command
+    own = HostIdentity("nqn.2014-08.org.nvmexpress:uuid:abfa8a68-9f98-4289-b0ce-444afaffe6af", own=True)
+    assert own.args() == ["-q", own.hostnqn]  # the node's own host ID, as nvme-cli reads it
     with pytest.raises(LabError, match="host NQN"):
         HostIdentity("not an nqn; rm -rf /")
