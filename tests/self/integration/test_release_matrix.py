@@ -108,14 +108,16 @@ def test_missing_required_package_is_one_line(tmp_path: Path) -> None:
     assert resolve(view, ("kmod", "no-such-package-fabqual?")).left_out == ("no-such-package-fabqual?",)
 
 
-def test_nvme_fc_patch_only_for_the_kernel_that_needs_it() -> None:
-    """6.1 carries the admin-queue patch (for nvme-fc); 5.10 and 6.12 need none (their sources were read)."""
+def test_kernel_patches_only_for_the_kernel_that_needs_them() -> None:
+    """6.1 carries the nvme-fc admin-queue patch, 6.12 the fcloop nport-list patch, 5.10 none (sources read)."""
     assert [p.name for p in patches_for(KernelPackage("6.1.0-57-amd64", "6.1.192-3"))] == [
         "nvme-fc-admin-queue-lifetime.patch"
     ]
     assert patched_modules(patches_for(KernelPackage("6.1.0-57-amd64", "6.1.192-3"))) == {"nvme-fc"}
     assert patches_for(KernelPackage("5.10.0-46-amd64", "5.10.262-1")) == ()
-    assert patches_for(KernelPackage("6.12.118+deb13-amd64", "6.12.118-1")) == ()
+    trixie = patches_for(KernelPackage("6.12.118+deb13-amd64", "6.12.118-1"))
+    assert [p.name for p in trixie] == ["nvme-fcloop-nport-list.patch"]
+    assert patched_modules(trixie) == {"nvme-fcloop"}
 
 
 def test_smoke_slice_has_rows_for_every_capability(tmp_path: Path) -> None:

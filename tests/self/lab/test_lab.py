@@ -38,7 +38,7 @@ def test_prepare_writes_a_loadable_topology_without_booting(tmp_path: Path) -> N
     assert tgt.port != ini.port and tgt.address == "127.0.0.1"
     assert tgt.host_key_check and tgt.known_hosts == str(lab.known_hosts)
     assert tgt.rnic("rnic0").address == "192.168.77.1/24" and ini.rnic("rnic0").address == "192.168.77.2/24"
-    assert [s.path for s in tgt.scratch_devices] == ["/dev/nullb0", "/dev/nullb1", "/dev/nullb2"]
+    assert [s.path for s in tgt.scratch_devices] == ["/dev/nullb0", "/dev/nullb1", "/dev/nullb2", "/dev/nullb3"]
     known = lab.known_hosts.read_text()
     assert f"[127.0.0.1]:{tgt.port} ssh-ed25519 " in known and f"[127.0.0.1]:{ini.port} ssh-ed25519 " in known
     assert lab.status().state == "down" and not lab_vm.find_stray(lab.run_dir)

@@ -205,8 +205,11 @@ needs_iperf3 = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3
 def test_run_iperf3_loopback(udp: bool, reverse: bool) -> None:
     """A real one-off server and client on 127.0.0.1; the server is gone afterwards."""
     executor = LocalExecutor()
-    result = run_iperf3(executor, executor, address="127.0.0.1", udp=udp, reverse=reverse, seconds=1, bitrate="20M")
+    port = 25201 + 2 * udp + reverse  # this test's own port: the check below must not see other iperf3 servers
+    result = run_iperf3(
+        executor, executor, address="127.0.0.1", udp=udp, reverse=reverse, seconds=1, bitrate="20M", port=port
+    )
     assert result.protocol == ("UDP" if udp else "TCP") and result.reverse == reverse
     assert result.received_bps > 0
-    left = executor.run("pgrep -f 'iperf3 -s -1 --forcefl[u]sh' || true").stdout.strip()
+    left = executor.run(f"pgrep -f 'iperf3 -s -1 --forcefl[u]sh -p {port}$' || true").stdout.strip()
     assert left == ""
