@@ -100,10 +100,21 @@ def _cell(pair: dict[str, Any] | None, link_type: str) -> tuple[str, str]:
     cell = next((c for c in pair["cells"] if c["link_type"] == link_type), None)
     if cell is None:
         return pair["state"], pair.get("error", "")
-    problems = cell.get("problems") or []
-    reasons = [*problems, *(f"skip: {reason}" for reason in cell.get("skip_reasons") or {})]
+    reasons = [
+        *_problems_by_reason(cell.get("problems") or []),
+        *(f"skip: {r}" for r in cell.get("skip_reasons") or {}),
+    ]
     why = "; ".join(_one_line(r) for r in reasons)
     return _SHORT.get(cell["verdict"], cell["verdict"]), why
+
+
+def _problems_by_reason(problems: list[str]) -> list[str]:
+    """``nodeid: reason`` lines → one line per distinct reason, naming the rows (short) that gave it."""
+    rows: dict[str, list[str]] = {}
+    for problem in problems:
+        nodeid, _, reason = str(problem).partition(": ")
+        rows.setdefault(reason or nodeid, []).append(nodeid.rpartition("::")[2] if reason else "")
+    return [f"{', '.join(filter(None, names))}: {reason}".lstrip(": ") for reason, names in rows.items()]
 
 
 def _versions_table(pairs: list[dict[str, Any]]) -> list[str]:
@@ -134,9 +145,14 @@ def _versions_table(pairs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _one_line(text: str, limit: int = 240) -> str:
+def _one_line(text: str, limit: int = 320) -> str:
+    """``text`` on one line for a table cell; a long one keeps its start and its end (where a failure
+    says what the kernel or tool answered) with the middle left out."""
     flat = " ".join(str(text).split()).replace("|", "\\|")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    if len(flat) <= limit:
+        return flat
+    head = limit // 3
+    return flat[:head] + " … " + flat[len(flat) - (limit - head - 3) :]
 
 
 def update_document(text: str | None, generated: str, title: str = "# The release matrix") -> str:

@@ -84,3 +84,21 @@ def test_document_keeps_its_prose_and_replaces_only_the_generated_part() -> None
     assert record.update_document(None, "T").startswith("# The release matrix\n\nT")
     with pytest.raises(FabqualError, match="no generated part"):
         record.update_document("# a document without markers\n", "T")
+
+
+def test_cell_names_each_reason_once_and_keeps_its_end() -> None:
+    """Rows that failed for the same reason share one line; a long reason keeps the kernel's words at its end."""
+    connect = (
+        "setup: fabqual.errors.DriverError: ini: `nvme connect -t rdma -a 192.168.77.1 -s 4420 "
+        + "-n nqn.2024-01.io.fabqual:nvmet-rdma " * 8
+        + "` failed: could not add new controller; its kernel logged: nvme nvme0: Invalid MNAN value 1024"
+    )
+    problems = [
+        f"tests/acceptance/test_rdma_perftest.py::test_bandwidth[tr=rdma]: {connect}",
+        f"tests/acceptance/test_nvme_fio.py::test_fio[tr=rdma]: {connect}",
+    ]
+    pair = {**TRIXIE_BULLSEYE, "cells": [_cell("nvmet_rdma", "ERROR", problems=problems)]}
+    word, why = record._cell(pair, "nvmet_rdma")
+    assert word == "**ERROR**"
+    assert why.startswith("test_bandwidth[tr=rdma], test_fio[tr=rdma]: setup:")
+    assert why.endswith("Invalid MNAN value 1024") and " … " in why and why.count("nvme connect") <= 1
