@@ -245,6 +245,53 @@ def metrics_section(metrics: list[dict[str, Any]]) -> str:
     )
 
 
+FABRIC_ERRORS = "fabric_errors"
+
+
+def fabric_errors_section(metrics: list[dict[str, Any]]) -> str:
+    """Per row that read a port's error counters: what it measured beside which counters rose.
+
+    Every error counter is a ``fabric_errors`` metric (most stay at 0); this table puts a row's
+    throughput next to the few that rose, so a fast row on a fabric that retried is seen as such.
+    """
+    by_test: dict[str, list[dict[str, Any]]] = {}
+    for m in metrics:
+        by_test.setdefault(str(m.get("test", "")), []).append(m)
+    rows, classes = [], []
+    for test, measured in sorted(by_test.items()):
+        counters = [m for m in measured if m["metric"] == FABRIC_ERRORS]
+        if not counters:
+            continue
+        risen = [m for m in counters if m["value"] > 0]
+        shown = [m for m in measured if m["metric"] != FABRIC_ERRORS]
+        passed = all(m["passed"] for m in counters)
+        rows.append(
+            [
+                _td(counters[0]["link"]),
+                _td(test.rpartition("::")[2] or test),
+                _td(", ".join(f"{m['metric']} {m['value']:.4g} {m['unit']}" for m in shown) or "-"),
+                _td(len(counters), "num"),
+                _td(
+                    "; ".join(
+                        f"{m['context'].get('port', '?')} {m['context'].get('counter', '?')} +{m['value']:.0f}"
+                        f" ({m['comparison']} {m['threshold']:.4g})"
+                        for m in risen
+                    )
+                    or "none"
+                ),
+                _td("pass" if passed else "FAIL", "verdict"),
+            ]
+        )
+        classes.append("pass" if passed else "fail")
+    if not rows:
+        return ""
+    return (
+        "<h2>Fabric errors beside throughput</h2><p>Error counters of the ports each row crossed, read before"
+        " and after it (FC: fc_host statistics; RDMA: hw_counters and counters).</p>"
+        + _table(["Link", "Row", "Measured", "Counters read", "Rose", "Verdict"], rows, classes)
+    )
+
+
 def _metric_order(m: dict[str, Any]) -> tuple[Any, ...]:
     # sizes in numeric order (4k before 64k before 1m), other context as text
     context = tuple((k, size_value(v) or 0.0, str(v)) for k, v in sorted(m.get("context", {}).items()))
@@ -321,6 +368,7 @@ def render_sections(
         + conformance_section(results)
         + inventory_section(results.get("testbed"))
         + metrics_section(results["metrics"])
+        + fabric_errors_section(results["metrics"])
         + plots_section(results["metrics"])
         + history_section(history, previous_id, baseline_id)
         + problems_section(results["tests"])
