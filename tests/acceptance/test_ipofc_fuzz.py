@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fabqual.drivers.rundir import private_dir
+from fabqual.drivers.background import serving
 from fabqual.executors.base import Executor
 from fabqual.handles import IpTunnel
 from fabqual.testing import live_fuzz, strategies
@@ -90,9 +90,10 @@ def test_fuzzed_cdbs_and_frames_obey_spc_and_the_framing_rules(  # type: ignore[
     sender = live_fuzz.Sender(initiator, ip_tunnel.facts["sg_device"], transfer)
     tally = live_fuzz.Tally.empty()
     batches = {"count": 0}
-    pinger = f"{private_dir(initiator)}/fuzz-ping-{pid}"  # the run's private directory on the node
     address = shlex.quote(ip_tunnel.target.address)
-    initiator.run(f"ping -i 0.5 -W 5 {address} > {pinger}.out 2>&1 < /dev/null & echo $! > {pinger}.pid", timeout=30)
+    # Pings keep the tunnel's packet path busy beside the fuzz; journaled like any daemon, so a killed run's
+    # sweep stops it too.
+    pinger = serving(initiator, "ping across the tunnel during the fuzz", f"exec ping -i 0.5 -W 5 {address}")
 
     @settings(
         max_examples=BATCHES,
@@ -117,9 +118,9 @@ def test_fuzzed_cdbs_and_frames_obey_spc_and_the_framing_rules(  # type: ignore[
         assert not problems, f"{len(problems)} answers break the oracle's rules:\n  " + "\n  ".join(problems[:20])
 
     try:
-        fuzz()
+        with pinger:
+            fuzz()
     finally:
-        initiator.run(f"kill $(cat {pinger}.pid) 2>/dev/null; rm -f {pinger}.pid {pinger}.out; true", timeout=30)
         sender.close()
     after = live_fuzz.target_counters(ip_tunnel.target.executor, pid, log)
     for name, value in sorted(tally.sent.items()):
