@@ -4,25 +4,24 @@ Composition: scratch devices on the target node → FC ports (real HBAs found in
 ``/sys/class/fc_host``, or nvme-fcloop in the emulated lab) → a target
 (kernel nvmet-fc or SPDK, from the topology) listening on the target port's
 WWNs → nvme-cli on the host connecting from its port's WWNs. Everything goes
-into one journal that ``down()`` undoes in reverse.
+into one journal that ``down()`` undoes in reverse. The steps every NVMe-oF
+link shares (scratch, export, connect, the namespace handle) are
+:mod:`fabqual.links.nvme_fabric`'s; this module keeps the FC ports, rate and fault.
 """
 
 from __future__ import annotations
 
 from fabqual.drivers.fc_host import resolve_port
 from fabqual.drivers.fcloop import HOST_PORT, TARGET_PORT, FcAddress, FcloopFabric
-from fabqual.drivers.journal import Journal
-from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
 from fabqual.drivers.port_rate import fc_rate, fcloop_rate
-from fabqual.drivers.scratch import ensure_scratch
-from fabqual.drivers.target import Export, export
-from fabqual.errors import DriverError, LabError
+from fabqual.errors import LabError
 from fabqual.executors.base import Executor
-from fabqual.handles import FabricFault, NvmeNamespace
+from fabqual.handles import FabricFault
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_repair import connect_paths, restore_namespace
+from fabqual.links.nvme_fabric import FabricPath, NvmeOfLink
+from fabqual.links.nvme_repair import restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, hba_needs, module, nvme_export_needs, nvme_host_needs
 from fabqual.tools import fabric_counters, fio
@@ -64,26 +63,17 @@ SPEC = LinkSpec(
 @link_type(SPEC)
 class FcNvmeLink:
     def __init__(self, context: LinkContext) -> None:
-        self.context = context
+        self.nvmeof = NvmeOfLink(context, FcNvmeParams)
         self.link = context.link
-        self.journal = Journal(context.run_dirs)
-        if not isinstance(self.link.params, FcNvmeParams):
-            raise DriverError(f"link {self.link.name}: fc_nvme link without fc_nvme params")
-        self.params: FcNvmeParams = self.link.params
 
     def _end(self, role: str) -> tuple[Node, Hba, Executor]:
-        end = self.link.end(role)
-        node = self.context.topology.node(end.node)
-        if end.device is None:
-            raise DriverError(f"link {self.link.name}: the {role} end names no HBA (device:)")
-        return node, node.hba(end.device), self.context.executor(node.name)
+        node, device = self.nvmeof.end_device(role, "HBA")
+        return node, node.hba(device), self.nvmeof.context.executor(node.name)
 
     def up(self) -> LinkSession:
         target_node, target_hba, target = self._end("target")
         host_node, host_hba, host = self._end("host")
-        devices = tuple(
-            ensure_scratch(target, self.journal, target_node.scratch(name)) for name in self.params.namespaces
-        )
+        devices = self.nvmeof.scratch(target_node, target)
 
         fabric: FcloopFabric | None = None
         line_rate: LineRate
@@ -92,7 +82,7 @@ class FcNvmeLink:
                 raise LabError(
                     f"link {self.link.name}: nvme-fcloop loops inside one kernel; target and host must be one node"
                 )
-            fabric = FcloopFabric(target, self.journal)
+            fabric = FcloopFabric(target, self.nvmeof.journal)
             fabric.up()
             target_port, host_port = TARGET_PORT, HOST_PORT
             # One loop inside one kernel: the one port rate there is stands for both ends.
@@ -103,28 +93,8 @@ class FcNvmeLink:
             host_port = FcAddress(found_host.wwnn, found_host.wwpn)
             line_rate = LineRate.one_path(fc_rate(target_node.name, found_target), fc_rate(host_node.name, found_host))
 
-        nvme = NvmeHost(host, self.journal)
-        hostnqn = nvme.hostnqn()
-        nqn = self.params.subsystem_nqn
-        backend = export(
-            target_node,
-            target,
-            self.journal,
-            Export(
-                nqn=nqn,
-                devices=devices,
-                addresses=(PortAddress("fc", target_port.nvme_traddr),),
-                allow_any_host=self.link.emulated,
-                allowed_hosts=() if self.link.emulated else (hostnqn,),
-            ),
-        ).backend
-        spec = ConnectSpec(
-            trtype="fc",
-            traddr=target_port.nvme_traddr,
-            host_traddr=host_port.nvme_traddr,
-            subsystem_nqn=nqn,
-        )
-        controllers, device = connect_paths(nvme, (spec,), self.link.name)
+        path = FabricPath(PortAddress("fc", target_port.nvme_traddr), host_traddr=host_port.nvme_traddr)
+        connected = self.nvmeof.connect(target_node, target, devices, host, (path,))
 
         session = LinkSession(self.link)
         fault = None
@@ -133,36 +103,13 @@ class FcNvmeLink:
 
             def repair() -> None:
                 live_fabric.add_remote_port()
-                restore_namespace(session, nvme, (spec,))
+                restore_namespace(session, connected.nvme, connected.specs)
 
             fault = FabricFault(
                 f"delete the fcloop remote port {TARGET_PORT.wwpn}", live_fabric.delete_remote_port, repair
             )
-        facts = {
-            "target_backend": backend,
-            "target_wwpn": target_port.wwpn,
-            "host_wwpn": host_port.wwpn,
-            "hostnqn": hostnqn,
-            "emulation": target_hba.emulation,
-            "line_rate": line_rate.describe(),
-        }
-        facts.update({f"scratch {d.name}": d.fact() for d in devices})  # declared → kernel device, serial/WWID
-        session.facts = facts
-        session.nvme_namespace = NvmeNamespace(
-            link=self.link,
-            host=host,
-            device=device.path,
-            transport="fc",
-            subsystem_nqn=nqn,
-            scratch=True,  # export() refuses every device that is not declared scratch
-            controllers=controllers,
-            size_bytes=device.size_bytes or 0,
-            target_node=target_node.name,
-            fault=fault,
-            facts=facts,
-            line_rate=line_rate,
-        )
-        return session
+        facts = {"target_wwpn": target_port.wwpn, "host_wwpn": host_port.wwpn, "emulation": target_hba.emulation}
+        return self.nvmeof.hand_over(session, connected, facts=facts, line_rate=line_rate, fault=fault)
 
     def down(self) -> None:
-        self.journal.undo_all()
+        self.nvmeof.down()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fabqual.drivers.nvme_host import ConnectSpec, NvmeDevice, NvmeHost
+from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.target import PortSwitch
 from fabqual.errors import DriverError
 from fabqual.executors.base import log_step
@@ -21,20 +21,6 @@ from fabqual.links.base import LinkSession
 RELIVE_GRACE = 10.0
 # A path given back reconnects within the host's reconnect_delay (2 s) once the port exports again.
 PATH_BACK_TIMEOUT = 60.0
-
-
-def connect_paths(nvme: NvmeHost, specs: tuple[ConnectSpec, ...], link: str) -> tuple[tuple[str, ...], NvmeDevice]:
-    """Discover at every path, check each offers the subsystem, connect them all: the controllers and
-    the namespace's block device on the host."""
-    nqn = specs[0].subsystem_nqn
-    for spec in specs:
-        records = nvme.discover(spec)
-        if not any(r.subnqn == nqn for r in records):
-            offered = ", ".join(r.subnqn for r in records) or "nothing"
-            where = f"{spec.traddr}:{spec.trsvcid}" if spec.trsvcid else spec.traddr
-            raise DriverError(f"link {link}: discovery at {where} offers {offered}, not {nqn}")
-    controllers = tuple(c for spec in specs for c in nvme.connect(spec))
-    return controllers, nvme.namespace_device(nqn)
 
 
 def restore_namespace(session: LinkSession, nvme: NvmeHost, specs: tuple[ConnectSpec, ...]) -> None:

@@ -14,6 +14,7 @@ host's TCP connections are closed by the target and its reconnects refused),
 then exports again: no host interface is set down, so links sharing the data
 network with this one (RoCE, FCoE in the lab; other traffic on a rack) are not
 disturbed. The line rate is the slower netdev ``speed`` of each path's two ends.
+The steps every NVMe-oF link shares are :mod:`fabqual.links.nvme_fabric`'s.
 """
 
 from __future__ import annotations
@@ -21,19 +22,17 @@ from __future__ import annotations
 import shlex
 
 from fabqual.drivers.journal import Journal
-from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
 from fabqual.drivers.port_rate import netdev_rate
 from fabqual.drivers.rdma import netdev_with_address
-from fabqual.drivers.scratch import ensure_scratch
-from fabqual.drivers.target import Export, PortSwitch, export
-from fabqual.errors import DriverError, LabError
+from fabqual.errors import LabError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
-from fabqual.handles import FabricFault, NvmeNamespace
+from fabqual.handles import FabricFault
 from fabqual.line_rate import LineRate, PortRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_repair import connect_paths, path_fault, restore_namespace
+from fabqual.links.nvme_fabric import Connected, FabricPath, NvmeOfLink, PathEnds
+from fabqual.links.nvme_repair import restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, module, nvme_export_needs, nvme_host_needs
 from fabqual.tools import fio
@@ -118,93 +117,36 @@ def tcp_end(executor: Executor, nic: Nic, journal: Journal) -> TcpEnd:
 @link_type(SPEC)
 class NvmeTcpLink:
     def __init__(self, context: LinkContext) -> None:
-        self.context = context
+        self.nvmeof = NvmeOfLink(context, NvmeTcpParams)
         self.link = context.link
-        self.journal = Journal(context.run_dirs)
-        if not isinstance(self.link.params, NvmeTcpParams):
-            raise DriverError(f"link {self.link.name}: nvme_tcp link without nvme_tcp params")
-        self.params: NvmeTcpParams = self.link.params
-        self._ends: dict[tuple[str, str], TcpEnd] = {}
-
-    def _end(self, role: str, device: str | None) -> TcpEnd:
-        """The TCP end on ``device`` (a NIC of the role's node), set up once however many paths use it."""
-        node = self.context.topology.node(self.link.end(role).node)
-        if device is None:
-            raise DriverError(f"link {self.link.name}: the {role} end names no NIC (device:)")
-        if (role, device) not in self._ends:
-            self._ends[(role, device)] = tcp_end(self.context.executor(node.name), node.nic(device), self.journal)
-        return self._ends[(role, device)]
-
-    def _paths(self) -> list[tuple[TcpEnd, TcpEnd, int]]:
-        """(target end, host end, trsvcid) of the link's own path, then of each extra path."""
-        own_target, own_host = self.link.end("target").device, self.link.end("host").device
-        wanted = [(own_target, own_host, self.params.trsvcid)]
-        wanted += [(p.target or own_target, p.host or own_host, p.trsvcid) for p in self.params.extra_paths]
-        return [(self._end("target", t), self._end("host", h), port) for t, h, port in wanted]
+        journal = self.nvmeof.journal
+        self._ends = PathEnds(
+            self.nvmeof, "NIC", lambda executor, node, device: tcp_end(executor, node.nic(device), journal)
+        )
 
     def up(self) -> LinkSession:
-        target_node = self.context.topology.node(self.link.end("target").node)
-        target = self.context.executor(target_node.name)
-        devices = tuple(
-            ensure_scratch(target, self.journal, target_node.scratch(name)) for name in self.params.namespaces
+        target_node, target = self.nvmeof.target()
+        devices = self.nvmeof.scratch(target_node, target)
+        params = self.nvmeof.params
+        paths = self._ends.paths(params.trsvcid, params.extra_paths)
+        fabric_paths = tuple(
+            FabricPath(PortAddress("tcp", t.address, str(port)), host_traddr=h.address) for t, h, port in paths
         )
-        paths = self._paths()
-        host = paths[0][1].executor
-        multipath = len(paths) > 1
-        nvme = NvmeHost(host, self.journal)
-        hostnqn = nvme.hostnqn()
-        nqn = self.params.subsystem_nqn
-        exported = export(
-            target_node,
-            target,
-            self.journal,
-            Export(
-                nqn=nqn,
-                devices=devices,
-                addresses=tuple(PortAddress("tcp", t.address, str(port)) for t, _, port in paths),
-                allow_any_host=self.link.emulated,
-                allowed_hosts=() if self.link.emulated else (hostnqn,),
-            ),
-        )
-        specs = tuple(
-            ConnectSpec(trtype="tcp", traddr=t.address, trsvcid=str(port), host_traddr=h.address, subsystem_nqn=nqn)
-            for t, h, port in paths
-        )
-        controllers, device = connect_paths(nvme, specs, self.link.name)
+        connected = self.nvmeof.connect(target_node, target, devices, paths[0][1].executor, fabric_paths)
 
         session = LinkSession(self.link)
-        line_rate = LineRate(tuple((t.rate, h.rate) for t, h, _ in paths))
         facts = {
-            "target_backend": exported.backend,
             "target": ", ".join(f"{t.describe()}:{port}" for t, _, port in paths),
             "host": ", ".join(dict.fromkeys(h.describe() for _, h, _ in paths)),
-            "hostnqn": hostnqn,
-            "line_rate": line_rate.describe(),
         }
-        facts.update({f"scratch {d.name}": d.fact() for d in devices})  # declared → kernel device, serial/WWID
-        session.facts = facts
-        session.nvme_namespace = NvmeNamespace(
-            link=self.link,
-            host=host,
-            device=device.path,
-            transport="tcp",
-            subsystem_nqn=nqn,
-            scratch=True,  # export() refuses every device that is not declared scratch
-            controllers=controllers,
-            size_bytes=device.size_bytes or 0,
-            target_node=target_node.name,
-            fault=self._target_fault(exported.ports, nvme, specs, session),
-            path_faults=tuple(path_fault(s, nvme, nqn, len(specs)) for s in exported.ports) if multipath else (),
-            facts=facts,
-            line_rate=line_rate,
-        )
-        return session
+        line_rate = LineRate(tuple((t.rate, h.rate) for t, h, _ in paths))
+        fault = self._target_fault(connected, session)
+        return self.nvmeof.hand_over(session, connected, facts=facts, line_rate=line_rate, fault=fault)
 
-    def _target_fault(
-        self, switches: tuple[PortSwitch, ...], nvme: NvmeHost, specs: tuple[ConnectSpec, ...], session: LinkSession
-    ) -> FabricFault:
+    def _target_fault(self, connected: Connected, session: LinkSession) -> FabricFault:
         """Stop exporting on every port (all paths gone at once), and export again."""
-        nqn = specs[0].subsystem_nqn
+        switches = connected.ports
+        nqn = connected.specs[0].subsystem_nqn
         where = ", ".join(f"{s.address.traddr}:{s.address.trsvcid}" for s in switches)
 
         def inject() -> None:
@@ -214,9 +156,9 @@ class NvmeTcpLink:
         def repair() -> None:
             for switch in switches:
                 switch.resume()
-            restore_namespace(session, nvme, specs)
+            restore_namespace(session, connected.nvme, connected.specs)
 
         return FabricFault(f"stop exporting {nqn} on {where}", inject, repair)
 
     def down(self) -> None:
-        self.journal.undo_all()
+        self.nvmeof.down()

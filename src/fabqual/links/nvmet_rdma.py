@@ -7,25 +7,22 @@ or SPDK) listening on the target's address → nvme-cli connecting from the host
 With ``extra_paths`` the subsystem listens on one more port per path and the
 host connects each: native NVMe multipath, one namespace head over all paths.
 The link offers ``nvme_namespace`` and ``rdma_pair``, and ``nvme_multipath``
-when it has extra paths.
+when it has extra paths. The steps every NVMe-oF link shares are
+:mod:`fabqual.links.nvme_fabric`'s; this module keeps the RDMA ends, rate and fault.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from fabqual.drivers.journal import Journal
-from fabqual.drivers.nvme_host import ConnectSpec, NvmeHost
 from fabqual.drivers.nvmet import PortAddress
 from fabqual.drivers.rdma_endpoint import rdma_endpoint, wait_port_active
-from fabqual.drivers.scratch import ensure_scratch
-from fabqual.drivers.target import Export, export
-from fabqual.errors import DriverError
 from fabqual.executors.base import log_step
-from fabqual.handles import FabricFault, NvmeNamespace, RdmaEndpoint, RdmaPair
+from fabqual.handles import FabricFault, RdmaEndpoint, RdmaPair
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_repair import connect_paths, path_fault, restore_namespace
+from fabqual.links.nvme_fabric import Connected, FabricPath, NvmeOfLink, PathEnds
+from fabqual.links.nvme_repair import restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
 from fabqual.requirement import Requirement, nvme_export_needs, nvme_host_needs, rnic_needs
 from fabqual.tools import fabric_counters, fio, perftest
@@ -67,107 +64,43 @@ SPEC = LinkSpec(
 @link_type(SPEC)
 class NvmetRdmaLink:
     def __init__(self, context: LinkContext) -> None:
-        self.context = context
+        self.nvmeof = NvmeOfLink(context, NvmetRdmaParams)
         self.link = context.link
-        self.journal = Journal(context.run_dirs)
-        if not isinstance(self.link.params, NvmetRdmaParams):
-            raise DriverError(f"link {self.link.name}: nvmet_rdma link without nvmet_rdma params")
-        self.params: NvmetRdmaParams = self.link.params
-        self._endpoints: dict[tuple[str, str], RdmaEndpoint] = {}
-
-    def _endpoint(self, role: str, device: str | None) -> RdmaEndpoint:
-        """The RDMA end on ``device`` (an RNIC of the role's node), set up once however many paths use it."""
-        node = self.context.topology.node(self.link.end(role).node)
-        if device is None:
-            raise DriverError(f"link {self.link.name}: the {role} end names no RNIC (device:)")
-        if (role, device) not in self._endpoints:
-            executor = self.context.executor(node.name)
-            self._endpoints[(role, device)] = rdma_endpoint(executor, node.rnic(device), self.journal)
-        return self._endpoints[(role, device)]
-
-    def _paths(self) -> list[tuple[RdmaEndpoint, RdmaEndpoint, int]]:
-        """(server, client, trsvcid) of the link's own path, then of each extra path."""
-        own_target, own_host = self.link.end("target").device, self.link.end("host").device
-        wanted = [(own_target, own_host, self.params.trsvcid)]
-        wanted += [(p.target or own_target, p.host or own_host, p.trsvcid) for p in self.params.extra_paths]
-        return [(self._endpoint("target", t), self._endpoint("host", h), port) for t, h, port in wanted]
+        journal = self.nvmeof.journal
+        self._ends = PathEnds(
+            self.nvmeof, "RNIC", lambda executor, node, device: rdma_endpoint(executor, node.rnic(device), journal)
+        )
 
     def up(self) -> LinkSession:
-        target_end = self.link.end("target")
-        target_node = self.context.topology.node(target_end.node)
-        target = self.context.executor(target_node.name)
-        devices = tuple(
-            ensure_scratch(target, self.journal, target_node.scratch(name)) for name in self.params.namespaces
-        )
+        target_node, target = self.nvmeof.target()
+        devices = self.nvmeof.scratch(target_node, target)
 
-        paths = self._paths()
+        params = self.nvmeof.params
+        paths = self._ends.paths(params.trsvcid, params.extra_paths)
         server, client, _ = paths[0]
         multipath = len(paths) > 1
-        nvme = NvmeHost(client.executor, self.journal)
-        hostnqn = nvme.hostnqn()
-        nqn = self.params.subsystem_nqn
-        exported = export(
-            target_node,
-            target,
-            self.journal,
-            Export(
-                nqn=nqn,
-                devices=devices,
-                addresses=tuple(PortAddress("rdma", s.address, str(port)) for s, _, port in paths),
-                allow_any_host=self.link.emulated,
-                allowed_hosts=() if self.link.emulated else (hostnqn,),
-            ),
-        )
-        specs = tuple(
-            ConnectSpec(
-                trtype="rdma",
-                traddr=s.address,
-                trsvcid=str(port),
-                # With several paths each leaves from its own host port.
-                host_traddr=c.address if multipath else "",
-                subsystem_nqn=nqn,
-            )
+        fabric_paths = tuple(
+            # With several paths each leaves from its own host port.
+            FabricPath(PortAddress("rdma", s.address, str(port)), host_traddr=c.address if multipath else "")
             for s, c, port in paths
         )
-        controllers, device = connect_paths(nvme, specs, self.link.name)
+        connected = self.nvmeof.connect(target_node, target, devices, client.executor, fabric_paths)
 
-        session = LinkSession(self.link, facts={})
-        fault = self._netdev_fault(client, nvme, specs, session)
-        path_faults = tuple(path_fault(switch, nvme, nqn, len(specs)) for switch in exported.ports) if multipath else ()
+        session = LinkSession(self.link)
+        fault = self._netdev_fault(client, connected, session)
         facts = {
-            "target_backend": exported.backend,
             "server": f"{server.node}:{server.device}/{server.port} gid {server.gid_index} {server.address}",
             "client": f"{client.node}:{client.device}/{client.port} gid {client.gid_index} {client.address}",
-            "hostnqn": hostnqn,
             "active_mtu": str(server.active_mtu),
         }
-        facts.update({f"scratch {d.name}": d.fact() for d in devices})  # declared → kernel device, serial/WWID
         if multipath:
             facts["paths"] = ", ".join(f"{s.address}:{port} from {c.address}" for s, c, port in paths)
         line_rate = LineRate(tuple((s.port_rate, c.port_rate) for s, c, _ in paths))
-        facts["line_rate"] = line_rate.describe()
-        session.facts = facts
-        session.nvme_namespace = NvmeNamespace(
-            link=self.link,
-            host=client.executor,
-            device=device.path,
-            transport="rdma",
-            subsystem_nqn=nqn,
-            scratch=True,  # export() refuses every device that is not declared scratch
-            controllers=controllers,
-            size_bytes=device.size_bytes or 0,
-            target_node=target_node.name,
-            fault=fault,
-            path_faults=path_faults,
-            facts=facts,
-            line_rate=line_rate,
-        )
+        self.nvmeof.hand_over(session, connected, facts=facts, line_rate=line_rate, fault=fault)
         session.rdma_pair = RdmaPair(self.link, server, client)
         return session
 
-    def _netdev_fault(
-        self, client: RdmaEndpoint, nvme: NvmeHost, specs: tuple[ConnectSpec, ...], session: LinkSession
-    ) -> FabricFault:
+    def _netdev_fault(self, client: RdmaEndpoint, connected: Connected, session: LinkSession) -> FabricFault:
         """Take the host's RDMA path away mid-I/O, and the way to bring it back.
 
         A real RNIC's netdev is set down. A soft-RoCE device is removed instead:
@@ -178,7 +111,7 @@ class NvmetRdmaLink:
         """
         executor, netdev, device = client.executor, client.netdev, client.device
         host_end = self.link.end("host")
-        soft_roce = self.context.topology.node(host_end.node).rnic(host_end.device or "").emulation == "rxe"
+        soft_roce = self.nvmeof.context.topology.node(host_end.node).rnic(host_end.device or "").emulation == "rxe"
         if soft_roce:
             take = f"rdma link delete {shlex.quote(device)}"
             add = f"rdma link add {shlex.quote(device)} type rxe netdev {shlex.quote(netdev)}"
@@ -199,7 +132,7 @@ class NvmetRdmaLink:
 
         def inject() -> None:
             log_step(executor.node, f"{taking} (fault injection)")
-            self.journal.record_command(executor, gone, give)  # teardown brings it back
+            self.nvmeof.journal.record_command(executor, gone, give)  # teardown brings it back
             executor.run(take, timeout=take_s)
 
         def bring_back() -> None:
@@ -209,9 +142,9 @@ class NvmetRdmaLink:
         def repair() -> None:
             bring_back()
             wait_port_active(executor, device, client.port, client.address)
-            restore_namespace(session, nvme, specs)
+            restore_namespace(session, connected.nvme, connected.specs)
 
         return FabricFault(description, inject, repair)
 
     def down(self) -> None:
-        self.journal.undo_all()
+        self.nvmeof.down()
