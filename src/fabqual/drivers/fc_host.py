@@ -13,6 +13,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from fabqual.drivers.sysfs_dump import group_by_device
 from fabqual.errors import LabError, ParseError
 from fabqual.executors.base import Executor
 from fabqual.executors.names import plain_name
@@ -64,11 +65,7 @@ class FcHostPort:
 
 def parse_fc_hosts(dump: str) -> list[FcHostPort]:
     """``grep -H .`` output of the fc_host attributes → one record per host, sorted by name."""
-    values: dict[str, dict[str, str]] = {}
-    for line in dump.splitlines():
-        match = _LINE.match(line.strip())
-        if match:
-            values.setdefault(match["host"], {})[match["attr"]] = match["value"].strip()
+    values = group_by_device(dump, "host", _LINE)
     ports = []
     for host in sorted(values, key=lambda h: (len(h), h)):
         attrs = values[host]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from fabqual.drivers.fc_host import FcHostPort, fc_hosts
 from fabqual.drivers.journal import Journal, exists, modprobe, write
+from fabqual.drivers.sysfs_dump import group_by_device
 from fabqual.errors import DriverError, LabError, ParseError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
@@ -27,9 +28,7 @@ REMOTE_ATTRIBUTES = ("port_name", "node_name", "port_state", "roles", "scsi_targ
 REMOTE_DUMP = (
     "grep -H . " + " ".join(f"/sys/class/fc_remote_ports/*/{a}" for a in REMOTE_ATTRIBUTES) + " 2>/dev/null; true"
 )
-_REMOTE_LINE = re.compile(
-    r"^/sys/class/fc_remote_ports/(?P<rport>rport-(?P<host>\d+):[^/]+)/(?P<attr>[a-z_]+):(?P<value>.*)$"
-)
+_REMOTE_LINE = re.compile(r"^/sys/class/fc_remote_ports/(?P<rport>rport-\d+:[^/]+)/(?P<attr>[a-z_]+):(?P<value>.*)$")
 
 
 @dataclass(frozen=True)
@@ -77,12 +76,7 @@ def colon_wwn(wwn: str) -> str:
 
 def parse_remote_ports(dump: str) -> list[RemotePort]:
     """``grep -H .`` output of the fc_remote_ports attributes → records, sorted by name."""
-    values: dict[str, dict[str, str]] = {}
-    for line in dump.splitlines():
-        match = _REMOTE_LINE.match(line.strip())
-        if match:
-            attrs = values.setdefault(match["rport"], {"host": f"host{match['host']}"})
-            attrs[match["attr"]] = match["value"].strip()
+    values = group_by_device(dump, "rport", _REMOTE_LINE)
     ports = []
     for name in sorted(values):
         attrs = values[name]
@@ -93,7 +87,7 @@ def parse_remote_ports(dump: str) -> list[RemotePort]:
         ports.append(
             RemotePort(
                 rport=name,
-                host=attrs["host"],
+                host=f"host{name.removeprefix('rport-').partition(':')[0]}",  # rport-H:B-R: a port seen by host H
                 wwpn=attrs.get("port_name", ""),
                 wwnn=attrs.get("node_name", ""),
                 port_state=attrs.get("port_state", "unknown"),

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from fabqual.drivers.journal import Journal, read, write
+from fabqual.drivers.sysfs_dump import group_by_device
 from fabqual.errors import DriverError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
@@ -33,7 +34,7 @@ DUMP_COMMAND = (
 )
 _DISK = r"^/sys/class/scsi_disk/(?P<hctl>\d+:\d+:\d+:\d+)/device/"
 _ATTRIBUTE = re.compile(_DISK + r"(?P<attr>wwid|vendor|model):(?P<value>.*)$")
-_BLOCK = re.compile(_DISK + r"block/(?P<name>[\w-]+)$")
+_BLOCK = re.compile(_DISK + r"(?P<attr>block)/(?P<value>[\w-]+)$")  # ls -d: the disk's block device
 
 LIO_COMPANY_ID = "001405"  # LIO's default IEEE company id (wwn/company_id of a backstore)
 
@@ -72,13 +73,7 @@ def lio_naa_wwid(unit_serial: str, company_id: str = LIO_COMPANY_ID) -> str:
 
 def parse_scsi_disks(dump: str) -> list[ScsiDisk]:
     """The dump of :data:`DUMP_COMMAND` → one record per disk that has a block device, by H:C:T:L."""
-    values: dict[str, dict[str, str]] = {}
-    for line in dump.splitlines():
-        line = line.rstrip("\n")
-        if match := _ATTRIBUTE.match(line):
-            values.setdefault(match["hctl"], {})[match["attr"]] = match["value"].strip()
-        elif match := _BLOCK.match(line):
-            values.setdefault(match["hctl"], {})["block"] = match["name"]
+    values = group_by_device(dump, "hctl", _ATTRIBUTE, _BLOCK)
     disks = []
     for hctl in sorted(values, key=lambda h: tuple(int(n) for n in h.split(":"))):
         attrs = values[hctl]

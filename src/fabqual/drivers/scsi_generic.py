@@ -13,6 +13,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from fabqual.drivers.sysfs_dump import group_by_device
 from fabqual.errors import DriverError, ParseError
 from fabqual.executors.base import Executor, log_step
 from fabqual.executors.names import plain_name
@@ -48,11 +49,7 @@ class SgDevice:
 
 def parse_sg_devices(dump: str) -> list[SgDevice]:
     """The dump of :data:`DUMP_COMMAND` → one record per sg device, by number."""
-    values: dict[str, dict[str, str]] = {}
-    for line in dump.splitlines():
-        match = _LINE.match(line.rstrip("\n"))
-        if match:
-            values.setdefault(match["sg"], {})[match["attr"]] = match["value"].strip()
+    values = group_by_device(dump, "sg", _LINE)
     devices = []
     for name in sorted(values, key=lambda n: int(n[2:])):
         attrs = values[name]
