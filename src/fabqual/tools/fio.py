@@ -28,7 +28,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from fabqual.errors import CommandError, ParseError
 from fabqual.executors.base import Executor, command_text, log_step
@@ -246,20 +246,29 @@ def _combine(parts: list[FioDirection]) -> FioDirection | None:
     )
 
 
-def fio_command(
-    *,
-    filename: str,
-    rw: str,
-    bs: str,
-    iodepth: int,
-    runtime_s: int,
-    size: str | None = None,
-    verify: str | None = None,
-    numjobs: int = 1,
-    direct: bool = True,
-    name: str = "fabqual",
-) -> list[str]:
+class FioWorkload(TypedDict):
+    """One fio workload: the keywords of :func:`fio_command` and :func:`run_fio`.
+
+    ``size`` (default: the whole file or device) bounds the region; ``verify``
+    (a fio verify method such as crc32c, default none) makes a write read every
+    block back; ``numjobs`` defaults to 1, ``direct`` (O_DIRECT) to true.
+    """
+
+    filename: str
+    rw: str
+    bs: str
+    iodepth: int
+    runtime_s: int
+    size: NotRequired[str | None]
+    verify: NotRequired[str | None]
+    numjobs: NotRequired[int]
+    direct: NotRequired[bool]
+
+
+def fio_command(*, name: str = "fabqual", **workload: Unpack[FioWorkload]) -> list[str]:
     """The exact fio command line run_fio runs (also recorded in reports)."""
+    rw, size, verify = workload["rw"], workload.get("size"), workload.get("verify")
+    numjobs = workload.get("numjobs", 1)
     if rw not in _READS | _WRITES:
         raise ValueError(f"fio rw={rw!r} is not one of {sorted(_READS | _WRITES)}")
     verified = verify is not None
@@ -270,14 +279,14 @@ def fio_command(
     command = [
         "fio",
         f"--name={name}",
-        f"--filename={filename}",
+        f"--filename={workload['filename']}",
         f"--rw={rw}",
-        f"--bs={bs}",
-        f"--iodepth={iodepth}",
+        f"--bs={workload['bs']}",
+        f"--iodepth={workload['iodepth']}",
         f"--numjobs={numjobs}",
         "--ioengine=libaio",
-        f"--direct={1 if direct else 0}",
-        f"--runtime={runtime_s}",
+        f"--direct={1 if workload.get('direct', True) else 0}",
+        f"--runtime={workload['runtime_s']}",
         "--output-format=json",
     ]
     if numjobs > 1:
@@ -297,38 +306,18 @@ def fio_command(
     return command
 
 
-def run_fio(
-    executor: Executor,
-    *,
-    filename: str,
-    rw: str,
-    bs: str,
-    iodepth: int,
-    runtime_s: int,
-    size: str | None = None,
-    verify: str | None = None,
-    numjobs: int = 1,
-    direct: bool = True,
-) -> FioResult:
+def run_fio(executor: Executor, **workload: Unpack[FioWorkload]) -> FioResult:
     """Run one fio workload on the executor's node and parse it.
 
     Raises ParseError when the report is missing, a job failed, or a number is
     missing or zero; CommandError when fio exited non-zero with a clean report.
     """
-    command = fio_command(
-        filename=filename,
-        rw=rw,
-        bs=bs,
-        iodepth=iodepth,
-        runtime_s=runtime_s,
-        size=size,
-        verify=verify,
-        numjobs=numjobs,
-        direct=direct,
-    )
+    command = fio_command(**workload)
+    rw, bs, iodepth, filename = workload["rw"], workload["bs"], workload["iodepth"], workload["filename"]
+    numjobs, verify = workload.get("numjobs", 1), workload.get("verify")
     log_step(executor.node, f"fio {rw} bs={bs} qd={iodepth} jobs={numjobs} on {filename}")
     # Verified writes run write then read-back: allow twice the runtime, plus start-up.
-    timeout = runtime_s * (3 if verify else 1) + 60
+    timeout = workload["runtime_s"] * (3 if verify else 1) + 60
     result = executor.run(command_text(command), timeout=timeout, check=False)
     # stderr first: that is where fio's error lines come from, before the report.
     parsed = parse_fio(result.stderr + result.stdout)
