@@ -20,23 +20,18 @@ from fabqual.executors.base import Executor
 from fabqual.handles import FabricFault
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_fabric import FabricPath, NvmeOfLink
+from fabqual.links.nvme_fabric import NVME_ROLES, FabricPath, NvmeOfLink, nvme_needs
 from fabqual.links.nvme_repair import restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
-from fabqual.requirement import Requirement, hba_needs, module, nvme_export_needs, nvme_host_needs
+from fabqual.requirement import Requirement, hba_needs, module
 from fabqual.tools import fabric_counters, fio
 from fabqual.topology.load import check_namespaces
 from fabqual.topology.model import FcNvmeParams, Hba, Link, Node, Topology
 
 
 def requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
-    reqs = hba_needs(node, device)
-    if not isinstance(link.params, FcNvmeParams):
-        return reqs
-    if role == "host":
-        return reqs + nvme_host_needs("fc")
-    reqs += nvme_export_needs(node, link.params.namespaces, "fc")
-    if device and node.hba(device).emulation == "fcloop":
+    reqs = hba_needs(node, device) + nvme_needs(link, role, node, FcNvmeParams, "fc")
+    if role != "host" and isinstance(link.params, FcNvmeParams) and device and node.hba(device).emulation == "fcloop":
         reqs.append(module("nvme-fcloop"))
     return reqs
 
@@ -50,7 +45,7 @@ SPEC = LinkSpec(
     name="fc_nvme",
     short="fc",
     params=FcNvmeParams,
-    roles={"target": "nvme_target", "host": "nvme_host"},
+    roles=NVME_ROLES,
     device_kind="HBA",
     capabilities=("nvme_namespace", "block_device"),
     metrics=fio.SPEC.metric_names + fabric_counters.SPEC.metric_names,

@@ -19,8 +19,9 @@ set up once however many paths use it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Generic, Protocol, TypeVar
 
 from fabqual.drivers.journal import Journal
@@ -34,7 +35,8 @@ from fabqual.handles import FabricFault, NvmeNamespace
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
 from fabqual.links.nvme_repair import path_fault
-from fabqual.topology.model import Node
+from fabqual.requirement import Requirement, nvme_export_needs, nvme_host_needs
+from fabqual.topology.model import Link, Node
 
 
 class NvmeParams(Protocol):
@@ -62,6 +64,25 @@ class ExtraPath(Protocol):
 
 P = TypeVar("P", bound=NvmeParams)
 E = TypeVar("E")
+
+# The ends every NVMe-oF link has, and the node role each needs: the steps below ask for these two.
+NVME_ROLES: Mapping[str, str] = MappingProxyType({"target": "nvme_target", "host": "nvme_host"})
+
+
+def nvme_needs(link: Link, role: str, node: Node, params: type[NvmeParams], trtype: str) -> list[Requirement]:
+    """What an NVMe-oF end needs besides its device: on the host the ``nvme-<trtype>`` module, nvme-cli
+    and fio; on the target what exporting the link's namespaces over ``trtype`` takes. Nothing when the
+    link's params are not ``params`` (the loader made them so; the doctor asks before any check)."""
+    if not isinstance(link.params, params):
+        return []
+    if role == "host":
+        return nvme_host_needs(trtype)
+    return nvme_export_needs(node, link.params.namespaces, trtype)
+
+
+def has_extra_paths(link: Link) -> bool:
+    """Whether the link declares ``extra_paths``: it then offers ``nvme_multipath``."""
+    return bool(getattr(link.params, "extra_paths", ()))
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,18 @@ from fabqual.executors.names import plain_name
 from fabqual.handles import FabricFault
 from fabqual.line_rate import LineRate, PortRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_fabric import Connected, FabricPath, NvmeOfLink, PathEnds
+from fabqual.links.nvme_fabric import (
+    NVME_ROLES,
+    Connected,
+    FabricPath,
+    NvmeOfLink,
+    PathEnds,
+    has_extra_paths,
+    nvme_needs,
+)
 from fabqual.links.nvme_repair import restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
-from fabqual.requirement import Requirement, module, nvme_export_needs, nvme_host_needs
+from fabqual.requirement import Requirement, module
 from fabqual.tools import fio
 from fabqual.topology.grammar import DISCOVER
 from fabqual.topology.load import check_extra_paths, check_namespaces
@@ -45,11 +53,7 @@ def requirements(link: Link, role: str, node: Node, device: str | None) -> list[
     reqs: list[Requirement] = []
     if device and node.nic(device).driver:
         reqs.append(module(node.nic(device).driver or ""))
-    if not isinstance(link.params, NvmeTcpParams):
-        return reqs
-    if role == "host":
-        return reqs + nvme_host_needs("tcp")
-    return reqs + nvme_export_needs(node, link.params.namespaces, "tcp")
+    return reqs + nvme_needs(link, role, node, NvmeTcpParams, "tcp")
 
 
 def check(topology: Topology, link: Link) -> None:
@@ -62,13 +66,13 @@ SPEC = LinkSpec(
     name="nvme_tcp",
     short="tcp",
     params=NvmeTcpParams,
-    roles={"target": "nvme_target", "host": "nvme_host"},
+    roles=NVME_ROLES,
     device_kind="NIC",
     capabilities=("nvme_namespace", "block_device", "nvme_multipath"),
     metrics=fio.SPEC.metric_names,
     requirements=requirements,
     check=check,
-    offered_when={"nvme_multipath": lambda link: bool(getattr(link.params, "extra_paths", ()))},
+    offered_when={"nvme_multipath": has_extra_paths},
     description="NVMe over TCP: kernel nvmet-tcp or SPDK's TCP transport, host nvme-tcp",
 )
 

@@ -21,22 +21,25 @@ from fabqual.executors.base import log_step
 from fabqual.handles import FabricFault, RdmaEndpoint, RdmaPair
 from fabqual.line_rate import LineRate
 from fabqual.links.base import LinkContext, LinkSession
-from fabqual.links.nvme_fabric import Connected, FabricPath, NvmeOfLink, PathEnds
+from fabqual.links.nvme_fabric import (
+    NVME_ROLES,
+    Connected,
+    FabricPath,
+    NvmeOfLink,
+    PathEnds,
+    has_extra_paths,
+    nvme_needs,
+)
 from fabqual.links.nvme_repair import restore_namespace
 from fabqual.linkspec import LinkSpec, link_type
-from fabqual.requirement import Requirement, nvme_export_needs, nvme_host_needs, rnic_needs
+from fabqual.requirement import Requirement, rnic_needs
 from fabqual.tools import fabric_counters, fio, perftest
 from fabqual.topology.load import check_extra_paths, check_namespaces
 from fabqual.topology.model import Link, Node, NvmetRdmaParams, Topology
 
 
 def requirements(link: Link, role: str, node: Node, device: str | None) -> list[Requirement]:
-    reqs = rnic_needs(node, device)
-    if not isinstance(link.params, NvmetRdmaParams):
-        return reqs
-    if role == "host":
-        return reqs + nvme_host_needs("rdma")
-    return reqs + nvme_export_needs(node, link.params.namespaces, "rdma")
+    return rnic_needs(node, device) + nvme_needs(link, role, node, NvmetRdmaParams, "rdma")
 
 
 def check(topology: Topology, link: Link) -> None:
@@ -49,13 +52,13 @@ SPEC = LinkSpec(
     name="nvmet_rdma",
     short="rdma",
     params=NvmetRdmaParams,
-    roles={"target": "nvme_target", "host": "nvme_host"},
+    roles=NVME_ROLES,
     device_kind="RNIC",
     capabilities=("nvme_namespace", "block_device", "rdma_pair", "nvme_multipath"),
     metrics=fio.SPEC.metric_names + perftest.SPEC.metric_names + fabric_counters.SPEC.metric_names,
     requirements=requirements,
     check=check,
-    offered_when={"nvme_multipath": lambda link: bool(getattr(link.params, "extra_paths", ()))},
+    offered_when={"nvme_multipath": has_extra_paths},
     node_roles=("rdma_endpoint",),
     description="NVMe over RoCE: kernel nvmet-rdma or SPDK, host nvme-rdma; perftest between the RNICs",
 )
